@@ -1,0 +1,1 @@
+"""msgspec Structs for every message that crosses NATS, one module per area."""

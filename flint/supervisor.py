@@ -1,0 +1,249 @@
+"""`flint up` and `flint agent`: run nats-server (embedded), the four services and the gateway as
+child processes; wait until all are healthy; restart a child that dies, with backoff; stop all cleanly."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import secrets
+import shutil
+import signal
+import socket
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import structlog
+
+from flint import bus, subjects
+from flint.config import Settings
+from flint.contracts.common import Empty, ServiceError
+from flint.contracts.health import HealthReply
+
+log = structlog.get_logger()
+DEMO_XML = Path(__file__).resolve().parent / "virt" / "demo-host.xml"
+RESTART_BACKOFF = (0.3, 1.0, 2.0, 5.0, 10.0)
+STABLE_AFTER_S = 30.0
+
+
+@dataclass
+class Child:
+    name: str
+    argv: list[str]
+    env: dict[str, str]
+    proc: asyncio.subprocess.Process | None = None
+    started_at: float = 0.0
+    failures: int = 0
+    restarts: int = 0
+
+    async def start(self) -> None:
+        self.proc = await asyncio.create_subprocess_exec(*self.argv, env=self.env, start_new_session=True)
+        self.started_at = time.monotonic()
+
+    async def stop(self, grace: float = 10.0) -> None:
+        proc = self.proc
+        if proc is None or proc.returncode is not None:
+            return
+        proc.terminate()
+        try:
+            await asyncio.wait_for(proc.wait(), grace)
+        except TimeoutError:
+            proc.kill()
+            await proc.wait()
+
+
+@dataclass
+class Supervisor:
+    settings: Settings
+    children: list[Child] = field(default_factory=list)
+    nats: Child | None = None
+    stopping: bool = False
+
+    def child_env(self, **extra: str) -> dict[str, str]:
+        env = dict(os.environ)
+        env["FLINT_NATS_URL"] = self.settings.effective_nats_url
+        env.setdefault("FLINT_LOG_FORMAT", "json")
+        env.update(extra)
+        return env
+
+    async def supervise(self, child: Child) -> None:
+        """Keep one child running until we stop."""
+        while not self.stopping:
+            await child.start()
+            code = await child.proc.wait()
+            if self.stopping:
+                return
+            lived = time.monotonic() - child.started_at
+            child.failures = 0 if lived > STABLE_AFTER_S else child.failures + 1
+            delay = RESTART_BACKOFF[min(child.failures, len(RESTART_BACKOFF) - 1)]
+            child.restarts += 1
+            log.warning("child exited; restarting", child=child.name, code=code, restart_in=delay)
+            await asyncio.sleep(delay)
+
+
+def python_child(name: str, module: str, env: dict[str, str]) -> Child:
+    return Child(name=name, argv=[sys.executable, "-m", module], env=env)
+
+
+def service_children(sup: Supervisor, host: str, uri: str) -> list[Child]:
+    env = sup.child_env(FLINT_HOST=host, FLINT_LIBVIRT_URI=uri)
+    return [python_child(f"{s}@{host}", f"services.{s}", env) for s in subjects.SERVICES]
+
+
+def nats_child(settings: Settings, port: int) -> Child:
+    binary = shutil.which("nats-server") or "/usr/sbin/nats-server"
+    store = settings.data_dir / "nats"
+    store.mkdir(parents=True, exist_ok=True, mode=0o700)
+    argv = [binary, "-a", "127.0.0.1", "-p", str(port), "-js", "-sd", str(store), "-n", f"flint-{socket.gethostname()}"]
+    return Child(name="nats-server", argv=argv, env=dict(os.environ))
+
+
+async def wait_port(host: str, port: int, timeout: float) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            _, writer = await asyncio.open_connection(host, port)
+            writer.close()
+            return True
+        except OSError:
+            await asyncio.sleep(0.05)
+    return False
+
+
+def port_in_use(host: str, port: int) -> bool:
+    with socket.socket() as s:
+        return s.connect_ex((host, port)) == 0
+
+
+async def wait_healthy(settings: Settings, hosts: list[str], timeout: float, gateway: bool) -> list[str]:
+    """Until every service of every host and the gateway answer; returns what is still not healthy."""
+    nc = await bus.connect(settings.effective_nats_url, name="flint-supervisor")
+    deadline = time.monotonic() + timeout
+    missing: list[str] = []
+    try:
+        while time.monotonic() < deadline:
+            missing = []
+            for host in hosts:
+                for service in subjects.SERVICES:
+                    try:
+                        reply = await bus.request(nc, subjects.health(host, service), Empty(), HealthReply, 1.0)
+                        if not reply.ok:
+                            missing.append(f"{service}@{host} ({reply.libvirt.detail if reply.libvirt else 'not ready'})")
+                    except ServiceError:
+                        missing.append(f"{service}@{host} (not answering)")
+            if gateway and not await wait_port(settings.bind_host, settings.bind_port, 0.01):
+                missing.append("gateway")
+            if not missing:
+                return []
+            await asyncio.sleep(0.1)
+        return missing
+    finally:
+        await nc.close()
+
+
+def admin_password(settings: Settings) -> tuple[str | None, Path | None, bool]:
+    """The first admin's password: FLINT_ADMIN_PASSWORD, else one generated once and kept 0600 in the data dir."""
+    if settings.admin_password:
+        return settings.admin_password, None, False
+    path = settings.data_dir / "initial-admin-password"
+    if path.is_file():
+        return path.read_text().strip(), path, False
+    password = secrets.token_urlsafe(12)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as f:
+        f.write(password + "\n")
+    return password, path, True
+
+
+async def run_up(settings: Settings, demo: bool, nats_port: int, wait_timeout: float = 60.0) -> int:
+    settings.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+    sup = Supervisor(settings)
+    uri = f"test://{DEMO_XML}" if demo else settings.libvirt_uri
+    if settings.nats_url is None:
+        if port_in_use("127.0.0.1", nats_port):
+            print(
+                f"flint up: port {nats_port} is taken (another nats-server or flint up?). "
+                "Stop it, set FLINT_NATS_PORT, or point FLINT_NATS_URL at a running NATS.",
+                file=sys.stderr,
+            )
+            return 1
+        settings = _replace_nats(settings, f"nats://127.0.0.1:{nats_port}")
+        sup.settings = settings
+        sup.nats = nats_child(settings, nats_port)
+    password, password_file, created = admin_password(settings)
+    services = service_children(sup, settings.host, uri)
+    gateway_env = sup.child_env(FLINT_HOST=settings.host, FLINT_LIBVIRT_URI=uri)
+    if password:
+        gateway_env["FLINT_ADMIN_PASSWORD"] = password
+    sup.children = [*services, python_child("gateway", "gateway", gateway_env)]
+
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+
+    t0 = time.monotonic()
+    tasks: list[asyncio.Task] = []
+    if sup.nats is not None:
+        tasks.append(asyncio.create_task(sup.supervise(sup.nats)))
+        if not await wait_port("127.0.0.1", nats_port, 10):
+            print("flint up: nats-server did not start; see its output above", file=sys.stderr)
+            sup.stopping = True
+            await sup.nats.stop()
+            return 1
+    tasks += [asyncio.create_task(sup.supervise(c)) for c in sup.children]
+    missing = await wait_healthy(settings, [settings.host], wait_timeout, gateway=True)
+    scheme = "http" if settings.is_loopback else "https"
+    if missing:
+        print(f"flint up: still not healthy after {wait_timeout:g} s: {', '.join(missing)}", file=sys.stderr)
+        print("  run `flint doctor` to see what is missing", file=sys.stderr)
+    else:
+        print(f"Flint is up in {time.monotonic() - t0:.1f} s: {scheme}://{settings.bind}/", flush=True)
+        if created:
+            print(f"  log in as admin with password {password} (kept in {password_file})", flush=True)
+        elif password_file:
+            print(f"  log in as admin; the first password is in {password_file}", flush=True)
+        else:
+            print("  log in as admin with FLINT_ADMIN_PASSWORD", flush=True)
+        if demo:
+            print("  demo mode: libvirt's test driver, no real VMs", flush=True)
+    await stop.wait()
+    print("flint up: stopping", flush=True)
+    sup.stopping = True
+    await asyncio.gather(*(c.stop() for c in sup.children))
+    if sup.nats is not None:
+        await sup.nats.stop()
+    for task in tasks:
+        task.cancel()
+    await asyncio.gather(*tasks, return_exceptions=True)
+    return 0
+
+
+async def run_agent(settings: Settings, host: str, uri: str) -> int:
+    """The four services of one host joined to an existing NATS (no gateway, no embedded NATS)."""
+    sup = Supervisor(settings)
+    sup.children = service_children(sup, host, uri)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    tasks = [asyncio.create_task(sup.supervise(c)) for c in sup.children]
+    missing = await wait_healthy(settings, [host], 60, gateway=False)
+    if missing:
+        print(f"flint agent: still not healthy: {', '.join(missing)}", file=sys.stderr)
+    else:
+        print(f"flint agent: host {host} ({uri}) is serving on {settings.effective_nats_url}", flush=True)
+    await stop.wait()
+    sup.stopping = True
+    await asyncio.gather(*(c.stop() for c in sup.children))
+    for task in tasks:
+        task.cancel()
+    await asyncio.gather(*tasks, return_exceptions=True)
+    return 0
+
+
+def _replace_nats(settings: Settings, url: str) -> Settings:
+    from dataclasses import replace
+
+    return replace(settings, nats_url=url)

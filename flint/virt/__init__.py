@@ -1,0 +1,1 @@
+"""libvirt connections: libvirtaio event loop, reconnect, version check, virt type detection."""

@@ -1,0 +1,1 @@
+"""The Litestar gateway: REST /api/v1, event and console WebSockets, auth, the built frontend."""

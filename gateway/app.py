@@ -1,0 +1,92 @@
+"""The Litestar application: routes, the global guard, problem details, and the lifespan's connections."""
+
+from __future__ import annotations
+
+from contextlib import asynccontextmanager
+
+import structlog
+from litestar import Litestar, Router
+from litestar.openapi import OpenAPIConfig
+from litestar.openapi.plugins import SwaggerRenderPlugin
+
+from flint import __version__, bus, subjects
+from flint.config import Settings
+from gateway.accounts import Accounts
+from gateway.deps import Gateway
+from gateway.eventhub import EventHub
+from gateway.problems import EXCEPTION_HANDLERS
+from gateway.routes import frontend, prometheus
+from gateway.routes.auth import AuthController, UsersController
+from gateway.routes.events import events
+from gateway.routes.health import HealthController
+from gateway.routes.inventory import InventoryController
+from gateway.security import require_role
+from gateway.throttle import LoginThrottle
+from gateway.view import InventoryView
+
+log = structlog.get_logger()
+
+SECURITY_HEADERS = {
+    "X-Content-Type-Options": "nosniff",
+    "X-Frame-Options": "DENY",
+    "Referrer-Policy": "same-origin",
+    "Content-Security-Policy": (
+        "default-src 'self'; connect-src 'self' ws: wss:; img-src 'self' data: blob:; "
+        "style-src 'self' 'unsafe-inline'; frame-ancestors 'none'; base-uri 'none'"
+    ),
+}
+
+
+def create_app(settings: Settings) -> Litestar:
+    @asynccontextmanager
+    async def lifespan(app: Litestar):
+        nc = await bus.connect(settings.effective_nats_url, name="flint-gateway")
+        await bus.ensure_streams(nc, settings.stream_replicas)
+        js = nc.jetstream()
+        accounts = Accounts(await js.key_value(subjects.KV_AUTH), await js.key_value(subjects.KV_SESSIONS))
+        if await accounts.ensure_admin(settings.admin_password):
+            log.info("created the first user 'admin' from FLINT_ADMIN_PASSWORD")
+        view = InventoryView()
+        await view.start(nc)
+        hub = EventHub()
+        await hub.start(nc)
+        app.state.gateway = Gateway(
+            settings=settings, nc=nc, accounts=accounts, view=view, hub=hub, throttle=LoginThrottle()
+        )
+        log.info("gateway ready", bind=settings.bind)
+        try:
+            yield
+        finally:
+            await hub.stop()
+            await view.stop()
+            await nc.drain()
+
+    api = Router(
+        path="/api/v1",
+        route_handlers=[HealthController, AuthController, UsersController, InventoryController, events],
+    )
+    headers = dict(SECURITY_HEADERS)
+    if not settings.is_loopback:
+        headers["Strict-Transport-Security"] = "max-age=31536000"
+
+    async def add_headers(message, scope) -> None:
+        if message["type"] == "http.response.start":
+            existing = {k.lower() for k, _ in message.get("headers", [])}
+            for k, v in headers.items():
+                if k.lower().encode() not in existing:
+                    message.setdefault("headers", []).append((k.lower().encode(), v.encode()))
+
+    return Litestar(
+        route_handlers=[api, prometheus.metrics, frontend.index, frontend.spa],
+        guards=[require_role],
+        exception_handlers=EXCEPTION_HANDLERS,
+        lifespan=[lifespan],
+        before_send=[add_headers],
+        openapi_config=OpenAPIConfig(
+            title="Flint",
+            version=__version__,
+            path="/api/v1/schema",
+            render_plugins=[SwaggerRenderPlugin()],
+        ),
+        debug=False,
+    )

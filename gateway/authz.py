@@ -1,0 +1,39 @@
+"""One table: every route's minimal role. A route missing here is refused (and a test fails)."""
+
+from __future__ import annotations
+
+PUBLIC = "public"
+API = "/api/v1"
+
+# (method, path template) -> minimal role: public | viewer | operator | admin
+ROUTE_ROLES: dict[tuple[str, str], str] = {
+    ("GET", f"{API}/health"): PUBLIC,
+    ("POST", f"{API}/auth/login"): PUBLIC,
+    ("POST", f"{API}/auth/logout"): "viewer",
+    ("GET", f"{API}/auth/me"): "viewer",
+    ("POST", f"{API}/auth/tokens"): "viewer",
+    ("GET", f"{API}/auth/tokens"): "viewer",
+    ("DELETE", f"{API}/auth/tokens/{{token_id:str}}"): "viewer",
+    ("GET", f"{API}/users"): "admin",
+    ("POST", f"{API}/users"): "admin",
+    ("GET", f"{API}/health/details"): "viewer",
+    ("GET", f"{API}/hosts"): "viewer",
+    ("GET", f"{API}/hosts/{{host:str}}"): "viewer",
+    ("GET", f"{API}/vms"): "viewer",
+    ("GET", f"{API}/vms/{{vm_id:str}}"): "viewer",
+    ("GET", f"{API}/vms/{{vm_id:str}}/metrics"): "viewer",
+    ("POST", f"{API}/vms/{{vm_id:str}}/actions"): "operator",
+    ("GET", f"{API}/storage/summary"): "viewer",
+    ("GET", f"{API}/hosts/{{host:str}}/pools"): "viewer",
+    ("GET", f"{API}/hosts/{{host:str}}/networks"): "viewer",
+    ("GET", f"{API}/events"): "viewer",  # WebSocket
+    ("GET", f"{API}/schema/openapi.json"): "viewer",
+    ("GET", "/metrics"): "viewer",
+    # The built frontend: the login page must load before anyone is logged in.
+    ("GET", "/"): PUBLIC,
+    ("GET", "/{path:path}"): PUBLIC,
+}
+
+
+def minimal_role(method: str, path_template: str) -> str | None:
+    return ROUTE_ROLES.get((method, path_template))

@@ -1,0 +1,89 @@
+"""Every error leaves as RFC 9457 problem details whose `detail` a user can act on."""
+
+from __future__ import annotations
+
+import re
+import traceback
+
+import structlog
+from litestar import Request, Response
+from litestar.exceptions import HTTPException, ValidationException
+from litestar.status_codes import HTTP_500_INTERNAL_SERVER_ERROR
+
+from flint.contracts.common import ServiceError
+
+log = structlog.get_logger()
+MEDIA_TYPE = "application/problem+json"
+TITLES = {
+    400: "Bad Request",
+    401: "Unauthorized",
+    403: "Forbidden",
+    404: "Not Found",
+    405: "Method Not Allowed",
+    409: "Conflict",
+    412: "Precondition Failed",
+    422: "Unprocessable Content",
+    429: "Too Many Requests",
+    500: "Internal Server Error",
+    502: "Bad Gateway",
+    503: "Service Unavailable",
+    504: "Gateway Timeout",
+}
+
+
+def problem(status: int, detail: str, errors: list[dict] | None = None, headers: dict | None = None) -> Response:
+    body: dict = {"type": "about:blank", "title": TITLES.get(status, "Error"), "status": status, "detail": detail}
+    if errors:
+        body["errors"] = errors
+    return Response(body, status_code=status, media_type=MEDIA_TYPE, headers=headers)
+
+
+_AT_PATH = re.compile(r"\s*-\s*at `\$\.?([^`]*)`$")
+_MISSING = re.compile(r"missing required field `([^`]+)`")
+
+
+def _field_of(key: str, message: str) -> tuple[str, str]:
+    """msgspec says where in the body it failed ("... - at `$.disks[0].size_gib`"): name that field."""
+    at = _AT_PATH.search(message)
+    if at:
+        return at.group(1) or key, message[: at.start()]
+    missing = _MISSING.search(message)
+    if missing:
+        return missing.group(1), "is required"
+    return key, message
+
+
+def _validation(_: Request, exc: ValidationException) -> Response:
+    errors = []
+    for item in exc.extra or []:
+        if isinstance(item, dict):
+            key = str(item.get("key") or item.get("source") or "body")
+            field, message = _field_of(key, str(item.get("message", "")))
+            errors.append({"field": field, "message": message})
+    if errors:
+        detail = "; ".join(f"{e['field']}: {e['message']}" for e in errors)
+    else:
+        detail = exc.detail or "the request is not valid"
+    return problem(400, detail, errors)
+
+
+def _http(_: Request, exc: HTTPException) -> Response:
+    return problem(exc.status_code, exc.detail or TITLES.get(exc.status_code, "Error"), headers=exc.headers)
+
+
+def _service(_: Request, exc: ServiceError) -> Response:
+    errors = [{"field": exc.field, "message": exc.message}] if exc.field else None
+    return problem(exc.code, exc.message, errors)
+
+
+def _unexpected(request: Request, exc: Exception) -> Response:
+    log.error("unhandled error", path=request.url.path, error=repr(exc), traceback=traceback.format_exc())
+    return problem(HTTP_500_INTERNAL_SERVER_ERROR, "the gateway failed unexpectedly; the error is in its log")
+
+
+EXCEPTION_HANDLERS = {
+    ValidationException: _validation,
+    HTTPException: _http,
+    ServiceError: _service,
+    Exception: _unexpected,
+}
