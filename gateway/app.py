@@ -7,7 +7,7 @@ from contextlib import asynccontextmanager
 import structlog
 from litestar import Litestar, Router
 from litestar.openapi import OpenAPIConfig
-from litestar.openapi.plugins import SwaggerRenderPlugin
+from litestar.openapi.plugins import JsonRenderPlugin
 
 from flint import __version__, bus, subjects
 from flint.config import Settings
@@ -86,7 +86,7 @@ def create_app(settings: Settings) -> Litestar:
             title="Flint",
             version=__version__,
             path="/api/v1/schema",
-            render_plugins=[SwaggerRenderPlugin()],
+            render_plugins=[JsonRenderPlugin()],
         ),
         debug=False,
     )

@@ -47,7 +47,7 @@ async def require_role(connection: ASGIConnection, _handler: BaseRouteHandler) -
     template = connection.scope.get("path_template", "")
     needed = minimal_role(method, template)
     if needed is None:
-        log.error("route without a role entry", method=method, path=template)
+        log.error("route without a role entry", method=method, path=template, handler=_handler.handler_name)
         raise PermissionDeniedException("this route has no access rule; refused")
     if needed == PUBLIC:
         return

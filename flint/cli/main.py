@@ -77,6 +77,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["doctor"]:  # doctor parses its own options (--json)
+        from flint.cli import doctor
+
+        return doctor.run(argv[1:])
     args = build_parser().parse_args(argv)
     if getattr(args, "needs_client", False):
         return verbs.run_verb(args)

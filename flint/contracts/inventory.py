@@ -171,3 +171,14 @@ class HostStorage(msgspec.Struct, kw_only=True):
 class StorageSummary(msgspec.Struct, kw_only=True):
     overall: StorageTotals
     hosts: list[HostStorage]
+
+
+class ResyncReply(msgspec.Struct, kw_only=True):
+    """What `flint.<host>.inventory.resync` did: objects seen, documents rewritten, keys removed."""
+
+    domains: int = 0
+    pools: int = 0
+    networks: int = 0
+    updated: int = 0
+    deleted: int = 0
+    duration_ms: float = 0.0

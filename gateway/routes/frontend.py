@@ -25,11 +25,12 @@ def _serve(path: str) -> Response | File:
         # Only files inside dist/, never a path that climbs out of it.
         if candidate.is_relative_to(root) and candidate.is_file():
             cache = "public, max-age=31536000, immutable" if "/assets/" in f"/{path}" else "no-cache"
-            return File(candidate, headers={"Cache-Control": cache}, content_disposition_type="inline")
+            return File(candidate, filename=candidate.name, headers={"Cache-Control": cache},
+                        content_disposition_type="inline")
     index = root / "index.html"
     if not index.is_file():
         return Response(NOT_BUILT, media_type="text/html", status_code=503)
-    return File(index, headers={"Cache-Control": "no-cache"}, content_disposition_type="inline")
+    return File(index, filename="index.html", headers={"Cache-Control": "no-cache"}, content_disposition_type="inline")
 
 
 @get("/", include_in_schema=False)

@@ -1,0 +1,77 @@
+"""The e2e tier: the real libvirtd (qemu:///system, TCG guests), the stack started as `flint up` starts it."""
+
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+import sys
+import time
+
+import pytest
+
+from tests.helpers import Proc, flint_env, free_port, wait_http
+
+ADMIN_PASSWORD = "e2e-admin-password"
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--disable-quic",
+    "--no-first-run",
+]
+
+
+def _libvirtd_answers() -> bool:
+    try:
+        return subprocess.run(["virsh", "-c", "qemu:///system", "version"], capture_output=True, timeout=20).returncode == 0
+    except (OSError, subprocess.TimeoutExpired):
+        return False
+
+
+class Stack:
+    def __init__(self, proc: Proc, base: str, nats_url: str, data_dir):
+        self.proc = proc
+        self.base = base
+        self.nats_url = nats_url
+        self.data_dir = data_dir
+
+
+@pytest.fixture(scope="session")
+def stack(tmp_path_factory):
+    if not _libvirtd_answers():
+        pytest.fail("libvirtd does not answer at qemu:///system: run `bash deploy/setup.sh` (make test does)")
+    data = tmp_path_factory.mktemp("flint-data")
+    port, nats_port = free_port(), free_port()
+    env = flint_env(
+        FLINT_DATA_DIR=str(data),
+        FLINT_BIND=f"127.0.0.1:{port}",
+        FLINT_NATS_PORT=str(nats_port),
+        FLINT_ADMIN_PASSWORD=ADMIN_PASSWORD,
+        FLINT_HOST="local",
+    )
+    proc = Proc([sys.executable, "-m", "flint.cli.main", "up"], env, data / "flint-up.log")
+    base = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 90
+    while time.monotonic() < deadline and not re.search(r"Flint is up in", proc.output()):
+        if proc.proc.poll() is not None:
+            pytest.fail(f"flint up exited:\n{proc.output()[-5000:]}")
+        time.sleep(0.1)
+    wait_http(f"{base}/api/v1/health", proc=proc, timeout=5)
+    stack = Stack(proc, base, f"nats://127.0.0.1:{nats_port}", data)
+    yield stack
+    code = proc.stop(timeout=30)
+    assert code == 0, f"flint up did not stop cleanly ({code}):\n{proc.output()[-3000:]}"
+
+
+@pytest.fixture(scope="session")
+def browser():
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as pw:
+        b = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
+        yield b
+        b.close()
