@@ -31,7 +31,7 @@ class Envelope(msgspec.Struct):
     type: str
     ts: float = 0.0
     v: int = 1
-    data: msgspec.Raw | None = None
+    data: msgspec.Raw = msgspec.Raw(b"null")
 
 
 class _Event(msgspec.Struct):
@@ -41,7 +41,7 @@ class _Event(msgspec.Struct):
     type: str
     ts: float = 0.0
     v: int = 1
-    data: msgspec.Raw | None = None
+    data: msgspec.Raw = msgspec.Raw(b"null")
 
 
 _dec = msgspec.json.Decoder(_Event)
@@ -100,7 +100,7 @@ class EventHub:
             event = _dec.decode(msg.data)
         except msgspec.DecodeError:
             return
-        if event.kind == "metrics" and event.data is not None:
+        if event.kind == "metrics":
             self.latest_samples[event.id] = msgspec.json.decode(event.data)
         self._fan_out(_enc.encode(Envelope(0, event.host, event.kind, event.id, event.type, event.ts, event.v, event.data)))
 

@@ -55,10 +55,17 @@ def test_anonymous_is_refused(stack):
 
 
 def _service_pid(stack, service: str) -> int:
-    out = subprocess.run(["pgrep", "-f", f"-m services.{service}$"], capture_output=True, text=True).stdout.split()
-    children = {int(p) for p in out}
-    # only our stack's child: its parent is flint up
-    mine = [p for p in children if _ppid(p) == stack.proc.proc.pid]
+    mine = []
+    for entry in os.listdir("/proc"):
+        # only our stack's child: its parent is flint up
+        if entry.isdigit() and _ppid(int(entry)) == stack.proc.proc.pid:
+            try:
+                with open(f"/proc/{entry}/cmdline", "rb") as f:
+                    argv = f.read().split(b"\0")
+            except OSError:
+                continue
+            if f"services.{service}".encode() in argv:
+                mine.append(int(entry))
     assert len(mine) == 1, f"expected one {service} child of flint up, found {mine}"
     return mine[0]
 
