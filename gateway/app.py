@@ -20,6 +20,8 @@ from gateway.routes.auth import AuthController, UsersController
 from gateway.routes.events import events
 from gateway.routes.health import HealthController
 from gateway.routes.inventory import InventoryController
+from gateway.routes.jobs import JobsController
+from gateway.routes.vms import VMWritesController
 from gateway.security import require_role
 from gateway.throttle import LoginThrottle
 from gateway.view import InventoryView
@@ -63,7 +65,15 @@ def create_app(settings: Settings) -> Litestar:
 
     api = Router(
         path="/api/v1",
-        route_handlers=[HealthController, AuthController, UsersController, InventoryController, events],
+        route_handlers=[
+            HealthController,
+            AuthController,
+            UsersController,
+            InventoryController,
+            VMWritesController,
+            JobsController,
+            events,
+        ],
     )
     headers = dict(SECURITY_HEADERS)
     if not settings.is_loopback:

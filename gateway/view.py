@@ -13,6 +13,7 @@ from nats.aio.client import Client as NATS
 
 from flint import subjects
 from flint.contracts.inventory import VM, HostFacts, Network, Pool
+from flint.contracts.jobs import Job, PublicJob, public_view
 
 log = structlog.get_logger()
 UNREACHABLE_AFTER_S = float(subjects.HOST_HEARTBEAT_TTL_S)
@@ -26,23 +27,27 @@ class InventoryView:
         self.heartbeats: dict[str, HostFacts] = {}
         self.pools: dict[tuple[str, str], Pool] = {}
         self.networks: dict[tuple[str, str], Network] = {}
+        self.jobs: dict[str, PublicJob] = {}
         self.ready = asyncio.Event()
         self._dec_vm = msgspec.json.Decoder(VM)
         self._dec_host = msgspec.json.Decoder(HostFacts)
         self._dec_pool = msgspec.json.Decoder(Pool)
         self._dec_net = msgspec.json.Decoder(Network)
+        self._dec_job = msgspec.json.Decoder(Job)
         self._tasks: list[asyncio.Task] = []
 
     async def start(self, nc: NATS) -> None:
         js = nc.jetstream()
         inventory = await js.key_value(subjects.KV_INVENTORY)
         hosts = await js.key_value(subjects.KV_HOSTS)
-        inv_ready, hosts_ready = asyncio.Event(), asyncio.Event()
+        jobs = await js.key_value(subjects.KV_JOBS)
+        inv_ready, hosts_ready, jobs_ready = asyncio.Event(), asyncio.Event(), asyncio.Event()
         self._tasks = [
             asyncio.create_task(self._watch(inventory, self._apply_inventory, inv_ready)),
             asyncio.create_task(self._watch(hosts, self._apply_heartbeat, hosts_ready)),
+            asyncio.create_task(self._watch(jobs, self._apply_job, jobs_ready)),
         ]
-        await asyncio.wait_for(asyncio.gather(inv_ready.wait(), hosts_ready.wait()), 30)
+        await asyncio.wait_for(asyncio.gather(inv_ready.wait(), hosts_ready.wait(), jobs_ready.wait()), 30)
         self.ready.set()
 
     async def stop(self) -> None:
@@ -99,6 +104,13 @@ class InventoryView:
                 self.networks = {
                     k: v for k, v in self.networks.items() if not (k[0] == host and _token(k[1]) == ident)
                 }
+
+    def _apply_job(self, key: str, value: bytes | None) -> None:
+        job_id = key.partition(".")[2]
+        if value:
+            self.jobs[job_id] = public_view(self._dec_job.decode(value))
+        else:
+            self.jobs.pop(job_id, None)
 
     def _apply_heartbeat(self, key: str, value: bytes | None) -> None:
         if value:
