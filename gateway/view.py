@@ -130,9 +130,11 @@ class InventoryView:
         state = "up" if age <= UNREACHABLE_AFTER_S else "unreachable"
         return msgspec.structs.replace(facts, state=state)
 
-    def is_up(self, name: str) -> bool:
+    def is_unreachable(self, name: str) -> bool:
+        """Seen before and silent since. A host not seen yet is not called unreachable: asking it
+        answers at once (NATS says no responders) with the real reason."""
         facts = self.host(name)
-        return facts is not None and facts.state == "up"
+        return facts is not None and facts.state == "unreachable"
 
     def vms_of(self, host: str | None = None) -> list[VM]:
         vms = self.vms.values() if host is None else (v for v in self.vms.values() if v.host == host)

@@ -54,7 +54,7 @@ def _known_host(request: Request, host: str) -> None:
 
 def require_up(request: Request, host: str) -> None:
     """Fail fast with a clear reason instead of waiting for a request timeout."""
-    if not gw(request).view.is_up(host):
+    if gw(request).view.is_unreachable(host):
         raise ServiceError(503, f"host {host!r} is unreachable: no heartbeat in the last {subjects.HOST_HEARTBEAT_TTL_S} s")
 
 

@@ -16,7 +16,7 @@ from gateway.deps import gw
 async def submit_job(request: Request, host: str, kind: str, params: dict[str, Any]) -> Response[PublicJob]:
     """Send a job to the host's provisioner, which validates it before anything is made; answer 202."""
     g = gw(request)
-    if not g.view.is_up(host):
+    if g.view.is_unreachable(host):
         raise ServiceError(503, f"host {host!r} is unreachable: no heartbeat in the last {subjects.HOST_HEARTBEAT_TTL_S} s")
     job = await bus.request(
         g.nc,

@@ -40,11 +40,10 @@ class Stack:
         self.data_dir = data_dir
 
 
-@pytest.fixture(scope="session")
-def stack(tmp_path_factory):
+def start_stack(data, **extra_env: str) -> Stack:
+    """`flint up` as a user runs it, on free loopback ports with its own data dir."""
     if not _libvirtd_answers():
         pytest.fail("libvirtd does not answer at qemu:///system: run `bash deploy/setup.sh` (make test does)")
-    data = tmp_path_factory.mktemp("flint-data")
     port, nats_port = free_port(), free_port()
     env = flint_env(
         FLINT_DATA_DIR=str(data),
@@ -52,6 +51,7 @@ def stack(tmp_path_factory):
         FLINT_NATS_PORT=str(nats_port),
         FLINT_ADMIN_PASSWORD=ADMIN_PASSWORD,
         FLINT_HOST="local",
+        **extra_env,
     )
     proc = Proc([sys.executable, "-m", "flint.cli.main", "up"], env, data / "flint-up.log")
     base = f"http://127.0.0.1:{port}"
@@ -61,10 +61,19 @@ def stack(tmp_path_factory):
             pytest.fail(f"flint up exited:\n{proc.output()[-5000:]}")
         time.sleep(0.1)
     wait_http(f"{base}/api/v1/health", proc=proc, timeout=5)
-    stack = Stack(proc, base, f"nats://127.0.0.1:{nats_port}", data)
+    return Stack(proc, base, f"nats://127.0.0.1:{nats_port}", data)
+
+
+def stop_stack(stack: Stack) -> None:
+    code = stack.proc.stop(timeout=30)
+    assert code == 0, f"flint up did not stop cleanly ({code}):\n{stack.proc.output()[-3000:]}"
+
+
+@pytest.fixture(scope="session")
+def stack(tmp_path_factory):
+    stack = start_stack(tmp_path_factory.mktemp("flint-data"))
     yield stack
-    code = proc.stop(timeout=30)
-    assert code == 0, f"flint up did not stop cleanly ({code}):\n{proc.output()[-3000:]}"
+    stop_stack(stack)
 
 
 @pytest.fixture(scope="session")
