@@ -33,6 +33,8 @@ class User(msgspec.Struct, kw_only=True):
     password_hash: str
     disabled: bool = False
     created_at: float = 0.0
+    # Bumped by "log out everywhere" and password changes: sessions made before no longer count.
+    session_epoch: int = 0
 
 
 class Session(msgspec.Struct, kw_only=True):
@@ -41,6 +43,7 @@ class Session(msgspec.Struct, kw_only=True):
     csrf: str
     created_at: float
     last_seen: float
+    epoch: int = 0
 
 
 class Token(msgspec.Struct, kw_only=True):
@@ -119,6 +122,68 @@ class Accounts:
         await self.create_user("admin", password, "admin")
         return True
 
+    async def _update_user(self, name: str, change) -> User:
+        """Read-modify-write with the KV revision, so two admins editing at once cannot lose a change."""
+        for _ in range(5):
+            try:
+                entry = await self.auth.get(f"user.{name}")
+            except KeyNotFoundError:
+                raise ServiceError(404, f"no user {name!r}") from None
+            if not entry.value:
+                raise ServiceError(404, f"no user {name!r}")
+            user = self._user_dec.decode(entry.value)
+            change(user)
+            try:
+                await self.auth.update(f"user.{name}", self._enc.encode(user), last=entry.revision)
+                return user
+            except Exception:  # noqa: BLE001 - KeyWrongLastSequenceError: someone else wrote; try again
+                continue
+        raise ServiceError(409, f"user {name!r} is being changed by someone else; try again")
+
+    async def _enabled_admins(self) -> list[str]:
+        return [u.name for u in await self.list_users() if u.role == "admin" and not u.disabled]
+
+    async def update_user(
+        self, name: str, role: str | None = None, disabled: bool | None = None, password: str | None = None
+    ) -> User:
+        if role is not None and role not in ROLES:
+            raise ServiceError(422, f"role must be one of {', '.join(ROLES)}", "role")
+        if password is not None and len(password) < 8:
+            raise ServiceError(422, "a password needs at least 8 characters", "password")
+        demotes = (role is not None and role != "admin") or disabled is True
+        if demotes and await self._enabled_admins() == [name]:
+            raise ServiceError(409, f"{name!r} is the last enabled admin; make another admin first")
+        new_hash = _hasher.hash(password) if password is not None else None
+
+        def change(user: User) -> None:
+            if role is not None:
+                user.role = role
+            if disabled is not None:
+                user.disabled = disabled
+            if new_hash is not None:
+                user.password_hash = new_hash
+            if new_hash is not None or disabled:
+                user.session_epoch += 1  # a new password or a disabled account ends every session
+
+        return await self._update_user(name, change)
+
+    async def delete_user(self, name: str) -> None:
+        user = await self.get_user(name)
+        if user is None:
+            raise ServiceError(404, f"no user {name!r}")
+        if await self._enabled_admins() == [name]:
+            raise ServiceError(409, f"{name!r} is the last enabled admin; make another admin first")
+        await self.auth.delete(f"user.{name}")
+        for token in await self.list_tokens():
+            if token.owner == name:
+                await self.auth.delete(f"token.{token.id}")
+
+    async def end_all_sessions(self, name: str) -> User:
+        def change(user: User) -> None:
+            user.session_epoch += 1
+
+        return await self._update_user(name, change)
+
     async def verify_password(self, name: str, password: str) -> User | None:
         user = await self.get_user(name)
         try:
@@ -133,7 +198,10 @@ class Accounts:
     async def open_session(self, user: User) -> tuple[str, Session]:
         session_id = secrets.token_urlsafe(32)
         now = time.time()
-        session = Session(user=user.name, role=user.role, csrf=secrets.token_urlsafe(24), created_at=now, last_seen=now)
+        session = Session(
+            user=user.name, role=user.role, csrf=secrets.token_urlsafe(24), created_at=now, last_seen=now,
+            epoch=user.session_epoch,
+        )
         await self.sessions.put(f"s.{_sha256(session_id)}", self._enc.encode(session))
         return session_id, session
 

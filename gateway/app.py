@@ -11,11 +11,13 @@ from litestar.openapi.plugins import JsonRenderPlugin
 
 from flint import __version__, bus, subjects
 from flint.config import Settings
+from gateway import audit
 from gateway.accounts import Accounts
 from gateway.deps import Gateway
 from gateway.eventhub import EventHub
 from gateway.problems import EXCEPTION_HANDLERS
 from gateway.routes import frontend, prometheus
+from gateway.routes.audit import audit_log
 from gateway.routes.auth import AuthController, UsersController
 from gateway.routes.events import events
 from gateway.routes.health import HealthController
@@ -73,14 +75,18 @@ def create_app(settings: Settings) -> Litestar:
             VMWritesController,
             JobsController,
             events,
+            audit_log,
         ],
     )
     headers = dict(SECURITY_HEADERS)
     if not settings.is_loopback:
         headers["Strict-Transport-Security"] = "max-age=31536000"
 
-    async def add_headers(message, scope) -> None:
+    async def on_response_start(message, scope) -> None:
         if message["type"] == "http.response.start":
+            rec = audit.record_from(scope, message["status"], message.get("headers", []))
+            if rec is not None and hasattr(scope["app"].state, "gateway"):
+                audit.publish_later(scope["app"].state.gateway.nc, rec)
             existing = {k.lower() for k, _ in message.get("headers", [])}
             for k, v in headers.items():
                 if k.lower().encode() not in existing:
@@ -91,7 +97,7 @@ def create_app(settings: Settings) -> Litestar:
         guards=[require_role],
         exception_handlers=EXCEPTION_HANDLERS,
         lifespan=[lifespan],
-        before_send=[add_headers],
+        before_send=[on_response_start],
         openapi_config=OpenAPIConfig(
             title="Flint",
             version=__version__,

@@ -33,7 +33,7 @@ async def authenticate(connection: ASGIConnection) -> Principal | None:
         session = await accounts.session(session_id)
         if session is not None:
             user = await accounts.get_user(session.user)
-            if user is None or user.disabled:
+            if user is None or user.disabled or user.session_epoch != session.epoch:
                 return None
             # The user's current role counts, not the one at login.
             return Principal(name=user.name, role=user.role, via="session", csrf=session.csrf)

@@ -1,7 +1,7 @@
 from __future__ import annotations
 
 import msgspec
-from litestar import Controller, Request, Response, delete, get, post
+from litestar import Controller, Request, Response, delete, get, patch, post
 from litestar.datastructures import Cookie
 
 from flint.contracts.common import ServiceError
@@ -50,11 +50,35 @@ class UserCreate(msgspec.Struct):
     role: str = "viewer"
 
 
+class UserPatch(msgspec.Struct):
+    role: str | None = None
+    disabled: bool | None = None
+    password: str | None = None
+
+
+class PasswordChange(msgspec.Struct):
+    current_password: str
+    new_password: str
+
+
 class UserInfo(msgspec.Struct):
     name: str
     role: str
     disabled: bool
     created_at: float
+
+
+def _session_cookies(g, session_id: str, csrf: str) -> list[Cookie]:
+    secure = not g.settings.is_loopback
+    return [
+        Cookie(key=SESSION_COOKIE, value=session_id, httponly=True, samesite="strict", secure=secure, path="/"),
+        # Readable by our own scripts, which echo it in X-CSRF-Token on every write.
+        Cookie(key=CSRF_COOKIE, value=csrf, httponly=False, samesite="strict", secure=secure, path="/"),
+    ]
+
+
+def _user_info(u) -> UserInfo:
+    return UserInfo(name=u.name, role=u.role, disabled=u.disabled, created_at=u.created_at)
 
 
 def _token_info(t: Token) -> TokenInfo:
@@ -73,19 +97,14 @@ class AuthController(Controller):
         wait = g.throttle.retry_after(*keys)
         if wait:
             raise ServiceError(429, f"too many failed logins; try again in {wait} s")
+        request.scope["audit_user"] = data.username[:64]
         user = await g.accounts.verify_password(data.username, data.password)
         if user is None:
             g.throttle.failed(*keys)
             raise ServiceError(401, "wrong user name or password")
         g.throttle.succeeded(*keys)
         session_id, session = await g.accounts.open_session(user)
-        secure = not g.settings.is_loopback
-        cookies = [
-            Cookie(key=SESSION_COOKIE, value=session_id, httponly=True, samesite="strict", secure=secure, path="/"),
-            # Readable by our own scripts, which echo it in X-CSRF-Token on every write.
-            Cookie(key=CSRF_COOKIE, value=session.csrf, httponly=False, samesite="strict", secure=secure, path="/"),
-        ]
-        return Response(Me(username=user.name, role=user.role), cookies=cookies)
+        return Response(Me(username=user.name, role=user.role), cookies=_session_cookies(g, session_id, session.csrf))
 
     @post("/logout", status_code=200)
     async def logout(self, request: Request) -> Response[dict]:
@@ -99,6 +118,31 @@ class AuthController(Controller):
                 Cookie(key=CSRF_COOKIE, value="", max_age=0, path="/"),
             ],
         )
+
+    @post("/logout-all", status_code=200)
+    async def logout_everywhere(self, request: Request) -> Response[dict]:
+        """End every session of the calling user, this one included."""
+        await gw(request).accounts.end_all_sessions(request.user.name)
+        return Response(
+            {"detail": "logged out everywhere"},
+            cookies=[
+                Cookie(key=SESSION_COOKIE, value="", max_age=0, path="/"),
+                Cookie(key=CSRF_COOKIE, value="", max_age=0, path="/"),
+            ],
+        )
+
+    @post("/password", status_code=200)
+    async def change_password(self, request: Request, data: PasswordChange) -> Response[Me]:
+        """Change one's own password; every other session ends, this one gets a new cookie."""
+        g = gw(request)
+        p: Principal = request.user
+        if p.via != "session":
+            raise ServiceError(403, "change a password from a logged-in session, not with a token")
+        if await g.accounts.verify_password(p.name, data.current_password) is None:
+            raise ServiceError(403, "the current password is wrong", "current_password")
+        user = await g.accounts.update_user(p.name, password=data.new_password)
+        session_id, session = await g.accounts.open_session(user)
+        return Response(Me(username=user.name, role=user.role), cookies=_session_cookies(g, session_id, session.csrf))
 
     @get("/me")
     async def me(self, request: Request) -> Me:
@@ -133,10 +177,18 @@ class UsersController(Controller):
 
     @get("/")
     async def list_users(self, request: Request) -> list[UserInfo]:
-        users = await gw(request).accounts.list_users()
-        return [UserInfo(name=u.name, role=u.role, disabled=u.disabled, created_at=u.created_at) for u in users]
+        return [_user_info(u) for u in await gw(request).accounts.list_users()]
 
     @post("/", status_code=201)
     async def create_user(self, request: Request, data: UserCreate) -> UserInfo:
-        u = await gw(request).accounts.create_user(data.name, data.password, data.role)
-        return UserInfo(name=u.name, role=u.role, disabled=u.disabled, created_at=u.created_at)
+        return _user_info(await gw(request).accounts.create_user(data.name, data.password, data.role))
+
+    @patch("/{name:str}")
+    async def update_user(self, request: Request, name: str, data: UserPatch) -> UserInfo:
+        """Role, disabled, password. Disabling or a new password ends the user's sessions."""
+        return _user_info(await gw(request).accounts.update_user(name, data.role, data.disabled, data.password))
+
+    @delete("/{name:str}", status_code=204)
+    async def delete_user(self, request: Request, name: str) -> None:
+        """The user and their tokens. The last enabled admin cannot be removed."""
+        await gw(request).accounts.delete_user(name)
