@@ -199,7 +199,10 @@ async def run_up(settings: Settings, demo: bool, nats_port: int, wait_timeout: f
         print(f"flint up: still not healthy after {wait_timeout:g} s: {', '.join(missing)}", file=sys.stderr)
         print("  run `flint doctor` to see what is missing", file=sys.stderr)
     else:
-        print(f"Flint is up in {time.monotonic() - t0:.1f} s: {scheme}://{settings.bind}/", flush=True)
+        shown = settings.bind
+        if settings.bind_host in ("0.0.0.0", "::"):  # every address: show one a browser can open
+            shown = f"{socket.gethostname()}:{settings.bind_port}"
+        print(f"Flint is up in {time.monotonic() - t0:.1f} s: {scheme}://{shown}/", flush=True)
         if created:
             print(f"  log in as admin with password {password} (kept in {password_file})", flush=True)
         elif password_file:

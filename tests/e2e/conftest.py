@@ -40,27 +40,29 @@ class Stack:
         self.data_dir = data_dir
 
 
-def start_stack(data, **extra_env: str) -> Stack:
-    """`flint up` as a user runs it, on free loopback ports with its own data dir."""
+def start_stack(data, bind_host: str = "127.0.0.1", **extra_env: str) -> Stack:
+    """`flint up` as a user runs it, on free ports with its own data dir (TLS when not on loopback)."""
     if not _libvirtd_answers():
         pytest.fail("libvirtd does not answer at qemu:///system: run `bash deploy/setup.sh` (make test does)")
     port, nats_port = free_port(), free_port()
     env = flint_env(
         FLINT_DATA_DIR=str(data),
-        FLINT_BIND=f"127.0.0.1:{port}",
+        FLINT_BIND=f"{bind_host}:{port}",
         FLINT_NATS_PORT=str(nats_port),
         FLINT_ADMIN_PASSWORD=ADMIN_PASSWORD,
         FLINT_HOST="local",
         **extra_env,
     )
     proc = Proc([sys.executable, "-m", "flint.cli.main", "up"], env, data / "flint-up.log")
-    base = f"http://127.0.0.1:{port}"
+    scheme = "http" if bind_host.startswith("127.") else "https"
+    base = f"{scheme}://127.0.0.1:{port}"
     deadline = time.monotonic() + 90
     while time.monotonic() < deadline and not re.search(r"Flint is up in", proc.output()):
         if proc.proc.poll() is not None:
             pytest.fail(f"flint up exited:\n{proc.output()[-5000:]}")
         time.sleep(0.1)
-    wait_http(f"{base}/api/v1/health", proc=proc, timeout=5)
+    if scheme == "http":
+        wait_http(f"{base}/api/v1/health", proc=proc, timeout=5)
     return Stack(proc, base, f"nats://127.0.0.1:{nats_port}", data)
 
 
