@@ -146,6 +146,66 @@ def token_revoke(args, client: Client) -> int:
     return _out(args, {"revoked": args.id}, lambda _: f"token {args.id} revoked")
 
 
+def user_list(args, client: Client) -> int:
+    users = client.get("/users")
+    return _out(args, users, lambda us: table(["name", "role", "disabled"], [(u["name"], u["role"], u["disabled"]) for u in us]))
+
+
+def _password(args) -> str:
+    """From stdin when piped (scripts), else asked twice without echo."""
+    if not sys.stdin.isatty():
+        return sys.stdin.readline().rstrip("\n")
+    import getpass
+
+    first = getpass.getpass("password: ")
+    if getpass.getpass("again: ") != first:
+        raise ApiError(0, "the passwords differ")
+    return first
+
+
+def user_create(args, client: Client) -> int:
+    user = client.post("/users", {"name": args.name, "role": args.role, "password": _password(args)})
+    return _out(args, user, lambda u: f"user {u['name']} ({u['role']}) created")
+
+
+def user_set(args, client: Client) -> int:
+    body: dict = {}
+    if args.role:
+        body["role"] = args.role
+    if args.disable or args.enable:
+        body["disabled"] = bool(args.disable)
+    if args.password:
+        body["password"] = _password(args)
+    if not body:
+        raise ApiError(0, "nothing to change: give --role, --disable/--enable or --password")
+    user = client.call("PATCH", f"/users/{args.name}", json=body)
+    return _out(args, user, lambda u: f"user {u['name']}: {u['role']}{', disabled' if u['disabled'] else ''}")
+
+
+def user_delete(args, client: Client) -> int:
+    client.delete(f"/users/{args.name}")
+    return _out(args, {"deleted": args.name}, lambda _: f"user {args.name} deleted")
+
+
+def audit_list(args, client: Client) -> int:
+    import time as _time
+
+    params = {"limit": args.limit, "since": _time.time() - args.hours * 3600}
+    if args.user:
+        params["user"] = args.user
+    records = client.get("/audit", params=params)
+
+    def render(rs):
+        rows = [
+            (_time.strftime("%Y-%m-%d %H:%M:%S", _time.localtime(r["ts"])), r["user"], r["remote"], r["action"],
+             " ".join(f"{k}={v}" for k, v in r["target"].items()), f"{r['result']} {r['status']}", r.get("job_id") or "")
+            for r in rs
+        ]
+        return table(["time", "user", "from", "action", "target", "result", "job"], rows)
+
+    return _out(args, records, render)
+
+
 def add_parsers(sub: argparse._SubParsersAction) -> None:
     def verb(parent, name, func, help_):
         p = parent.add_parser(name, help=help_)
@@ -181,6 +241,25 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     verb(token, "list", token_list, "list tokens")
     p = verb(token, "revoke", token_revoke, "revoke a token")
     p.add_argument("id")
+
+    user = sub.add_parser("user", help="users (admin)").add_subparsers(dest="verb", required=True)
+    verb(user, "list", user_list, "list users")
+    p = verb(user, "create", user_create, "create a user (password from stdin or asked)")
+    p.add_argument("name")
+    p.add_argument("--role", default="viewer", choices=["viewer", "operator", "admin"])
+    p = verb(user, "set", user_set, "change a user's role, password or state")
+    p.add_argument("name")
+    p.add_argument("--role", choices=["viewer", "operator", "admin"])
+    p.add_argument("--disable", action="store_true")
+    p.add_argument("--enable", action="store_true")
+    p.add_argument("--password", action="store_true", help="set a new password (from stdin or asked)")
+    p = verb(user, "delete", user_delete, "delete a user and their tokens")
+    p.add_argument("name")
+
+    p = verb(sub, "audit", audit_list, "who changed what (admin)")
+    p.add_argument("--user")
+    p.add_argument("--hours", type=float, default=24)
+    p.add_argument("--limit", type=int, default=200)
 
 
 def run_verb(args) -> int:
