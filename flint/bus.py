@@ -15,7 +15,7 @@ from nats.aio.client import Client as NATS
 from nats.errors import NoRespondersError
 from nats.errors import TimeoutError as NatsTimeout
 from nats.js.api import DiscardPolicy, KeyValueConfig, RetentionPolicy, StorageType, StreamConfig
-from nats.js.errors import BadRequestError
+from nats.js.errors import BadRequestError, BucketNotFoundError, NotFoundError
 from nats.micro import ServiceConfig, add_service
 from nats.micro.service import Request
 
@@ -49,8 +49,24 @@ def decode(kind: type[T], data: bytes) -> T:
     return decoder(kind).decode(data)
 
 
-async def connect(url: str, name: str, **options: Any) -> NATS:
+def credential_options(creds_path: str | None) -> dict[str, Any]:
+    """user/password (and the CA of a self-signed server) from a credentials file."""
+    if not creds_path:
+        return {}
+    import ssl
+
+    from flint.natsauth import load_credentials
+
+    creds = load_credentials(creds_path)
+    options: dict[str, Any] = {"user": creds.user, "password": creds.password}
+    if creds.ca:
+        options["tls"] = ssl.create_default_context(cafile=creds.ca)
+    return options
+
+
+async def connect(url: str, name: str, creds: str | None = None, **options: Any) -> NATS:
     """Connect, retrying forever with backoff, and reconnect forever after that."""
+    options.update(credential_options(creds))
 
     async def on_disconnect() -> None:
         log.warning("nats disconnected", url=url)
@@ -77,6 +93,8 @@ async def connect(url: str, name: str, **options: Any) -> NATS:
                 **options,
             )
         except Exception as exc:  # noqa: BLE001 - any failure to connect is retried
+            if "authorization" in str(exc).lower():
+                log.error("nats refused the credentials", url=url, creds=creds, error=str(exc))
             log.warning("nats connect failed, retrying", url=url, error=str(exc), retry_in=delay)
             await asyncio.sleep(delay)
             delay = min(delay * 2, 5.0)
@@ -213,6 +231,11 @@ async def ensure_streams(nc: NATS, replicas: int = 1) -> None:
     ]
     for cfg in streams:
         try:
+            await js.stream_info(cfg.name)
+            continue  # exists: whoever made it keeps it (agents may not change streams)
+        except NotFoundError:
+            pass
+        try:
             await js.add_stream(cfg)
         except BadRequestError:
             await js.update_stream(cfg)
@@ -231,4 +254,7 @@ async def ensure_streams(nc: NATS, replicas: int = 1) -> None:
         KeyValueConfig(bucket=subjects.KV_FIREWALL, storage=StorageType.FILE, history=10, replicas=replicas),
     ]
     for kv in buckets:
-        await js.create_key_value(kv)
+        try:
+            await js.key_value(kv.bucket)
+        except BucketNotFoundError:
+            await js.create_key_value(kv)

@@ -40,6 +40,10 @@ class Settings:
     tls_cert: str | None = None
     tls_key: str | None = None
     stream_replicas: int = 1
+    console_ticket_ttl: float = 30.0  # seconds a console ticket stays valid (1-30)
+    console_relay: str = "auto"  # auto: proxy to a same-machine websockify, else over NATS; nats: always NATS
+    nats_creds: str | None = None  # a credentials file (flint nats credentials create)
+    nats_bind: str = "127.0.0.1"  # where the embedded nats-server listens; beyond loopback it serves TLS
 
     @property
     def bind_host(self) -> str:
@@ -80,6 +84,16 @@ def load_settings(env: dict[str, str] | None = None) -> Settings:
     replicas = get("FLINT_STREAM_REPLICAS") or "1"
     if not replicas.isdigit() or not 1 <= int(replicas) <= 5:
         raise ValueError(f"FLINT_STREAM_REPLICAS={replicas!r}: expected a number from 1 to 5")
+    ticket_ttl = get("FLINT_CONSOLE_TICKET_TTL") or "30"
+    try:
+        console_ticket_ttl = float(ticket_ttl)
+    except ValueError:
+        console_ticket_ttl = 0.0
+    if not 1 <= console_ticket_ttl <= 30:
+        raise ValueError(f"FLINT_CONSOLE_TICKET_TTL={ticket_ttl!r}: expected seconds from 1 to 30")
+    console_relay = get("FLINT_CONSOLE_RELAY") or "auto"
+    if console_relay not in ("auto", "nats"):
+        raise ValueError(f"FLINT_CONSOLE_RELAY={console_relay!r}: expected auto or nats")
     data_dir = get("FLINT_DATA_DIR")
     return Settings(
         bind=bind,
@@ -93,4 +107,8 @@ def load_settings(env: dict[str, str] | None = None) -> Settings:
         tls_cert=get("FLINT_TLS_CERT"),
         tls_key=get("FLINT_TLS_KEY"),
         stream_replicas=int(replicas),
+        console_ticket_ttl=console_ticket_ttl,
+        console_relay=console_relay,
+        nats_creds=get("FLINT_NATS_CREDS"),
+        nats_bind=get("FLINT_NATS_BIND") or "127.0.0.1",
     )

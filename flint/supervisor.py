@@ -63,6 +63,8 @@ class Supervisor:
     def child_env(self, **extra: str) -> dict[str, str]:
         env = dict(os.environ)
         env["FLINT_NATS_URL"] = self.settings.effective_nats_url
+        if self.settings.nats_creds:
+            env["FLINT_NATS_CREDS"] = self.settings.nats_creds
         env.setdefault("FLINT_LOG_FORMAT", "json")
         env.update(extra)
         return env
@@ -91,12 +93,36 @@ def service_children(sup: Supervisor, host: str, uri: str) -> list[Child]:
     return [python_child(f"{s}@{host}", f"services.{s}", env) for s in subjects.SERVICES]
 
 
-def nats_child(settings: Settings, port: int) -> Child:
+def embedded_nats(settings: Settings, port: int) -> tuple[Child, Settings]:
+    """nats-server with JetStream under the data dir, users and permissions, anonymous access off.
+    Returns the child and the settings the other processes connect with (URL and system credentials)."""
+    from dataclasses import replace
+
+    from flint.natsauth import NatsAuth
+    from flint.tls import self_signed
+
     binary = shutil.which("nats-server") or "/usr/sbin/nats-server"
     store = settings.data_dir / "nats"
     store.mkdir(parents=True, exist_ok=True, mode=0o700)
-    argv = [binary, "-a", "127.0.0.1", "-p", str(port), "-js", "-sd", str(store), "-n", f"flint-{socket.gethostname()}"]
-    return Child(name="nats-server", argv=argv, env=dict(os.environ))
+    auth = NatsAuth(settings.data_dir)
+    loopback = settings.nats_bind.startswith("127.") or settings.nats_bind in ("localhost", "::1")
+    tls = None if loopback else self_signed(auth.dir / "tls", "nats", {settings.nats_bind})
+    url = f"{'nats' if loopback else 'tls'}://127.0.0.1:{port}"
+    ca = None if tls is None else str(tls[0])
+    creds_path = auth.dir / "system.creds"
+    if not creds_path.is_file() or not any(u.user == "flint-system" for u in auth.users()):
+        creds = auth.add_user("system", None, url, ca, name="flint-system")
+        auth.write_private(creds_path, creds.dump())
+    else:  # the port or TLS may have changed since: keep the password, refresh where to connect
+        from flint.natsauth import load_credentials
+
+        creds = load_credentials(creds_path)
+        creds.url, creds.ca = url, ca
+        auth.write_private(creds_path, creds.dump())
+    config = auth.write_server_config(settings.nats_bind, port, store, tls)
+    argv = [binary, "-c", str(config), "-P", str(auth.dir / "nats-server.pid")]
+    child = Child(name="nats-server", argv=argv, env=dict(os.environ))
+    return child, replace(settings, nats_url=url, nats_creds=str(creds_path))
 
 
 async def wait_port(host: str, port: int, timeout: float) -> bool:
@@ -118,7 +144,7 @@ def port_in_use(host: str, port: int) -> bool:
 
 async def wait_healthy(settings: Settings, hosts: list[str], timeout: float, gateway: bool) -> list[str]:
     """Until every service of every host and the gateway answer; returns what is still not healthy."""
-    nc = await bus.connect(settings.effective_nats_url, name="flint-supervisor")
+    nc = await bus.connect(settings.effective_nats_url, name="flint-supervisor", creds=settings.nats_creds)
     deadline = time.monotonic() + timeout
     missing: list[str] = []
     try:
@@ -168,9 +194,8 @@ async def run_up(settings: Settings, demo: bool, nats_port: int, wait_timeout: f
                 file=sys.stderr,
             )
             return 1
-        settings = _replace_nats(settings, f"nats://127.0.0.1:{nats_port}")
+        sup.nats, settings = embedded_nats(settings, nats_port)
         sup.settings = settings
-        sup.nats = nats_child(settings, nats_port)
     password, password_file, created = admin_password(settings)
     services = service_children(sup, settings.host, uri)
     gateway_env = sup.child_env(FLINT_HOST=settings.host, FLINT_LIBVIRT_URI=uri)
@@ -245,8 +270,3 @@ async def run_agent(settings: Settings, host: str, uri: str) -> int:
     await asyncio.gather(*tasks, return_exceptions=True)
     return 0
 
-
-def _replace_nats(settings: Settings, url: str) -> Settings:
-    from dataclasses import replace
-
-    return replace(settings, nats_url=url)

@@ -23,6 +23,7 @@ from gateway.routes.events import events
 from gateway.routes.health import HealthController
 from gateway.routes.inventory import InventoryController
 from gateway.routes.jobs import JobsController
+from gateway.routes.storage import StorageController
 from gateway.routes.vms import VMWritesController
 from gateway.security import require_role
 from gateway.throttle import LoginThrottle
@@ -44,7 +45,7 @@ SECURITY_HEADERS = {
 def create_app(settings: Settings) -> Litestar:
     @asynccontextmanager
     async def lifespan(app: Litestar):
-        nc = await bus.connect(settings.effective_nats_url, name="flint-gateway")
+        nc = await bus.connect(settings.effective_nats_url, name="flint-gateway", creds=settings.nats_creds)
         await bus.ensure_streams(nc, settings.stream_replicas)
         js = nc.jetstream()
         accounts = Accounts(await js.key_value(subjects.KV_AUTH), await js.key_value(subjects.KV_SESSIONS))
@@ -74,6 +75,7 @@ def create_app(settings: Settings) -> Litestar:
             InventoryController,
             VMWritesController,
             JobsController,
+            StorageController,
             events,
             audit_log,
         ],

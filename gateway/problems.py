@@ -10,6 +10,8 @@ from litestar import Request, Response
 from litestar.exceptions import HTTPException, ValidationException
 from litestar.status_codes import HTTP_500_INTERNAL_SERVER_ERROR
 
+from nats.errors import Error as NatsError
+
 from flint.contracts.common import ServiceError
 
 log = structlog.get_logger()
@@ -40,16 +42,21 @@ def problem(status: int, detail: str, errors: list[dict] | None = None, headers:
 
 _AT_PATH = re.compile(r"\s*-\s*at `\$\.?([^`]*)`$")
 _MISSING = re.compile(r"missing required field `([^`]+)`")
+_UNKNOWN = re.compile(r"unknown field `([^`]+)`")
 
 
 def _field_of(key: str, message: str) -> tuple[str, str]:
-    """msgspec says where in the body it failed ("... - at `$.disks[0].size_gib`"): name that field."""
+    """msgspec says where in the body it failed ("... - at `$.disks[0].size_gib`"): name that field;
+    a missing or unknown field is named by its own path (``source.volume``, not ``source``)."""
     at = _AT_PATH.search(message)
+    path = at.group(1) if at else ""
+    text = message[: at.start()] if at else message
+    named = _MISSING.search(text) or _UNKNOWN.search(text)
+    if named:
+        field = ".".join(p for p in (path, named.group(1)) if p)
+        return field, "is required" if named.re is _MISSING else "is not a known field"
     if at:
-        return at.group(1) or key, message[: at.start()]
-    missing = _MISSING.search(message)
-    if missing:
-        return missing.group(1), "is required"
+        return path or key, text
     return key, message
 
 
@@ -76,12 +83,22 @@ def _service(_: Request, exc: ServiceError) -> Response:
     return problem(exc.code, exc.message, errors)
 
 
+def _nats(request: Request, exc: Exception) -> Response:
+    log.warning("NATS unavailable for a request", path=request.url.path, error=repr(exc))
+    return problem(
+        503,
+        "NATS JetStream did not answer (it pauses for a few seconds while reloading its configuration, "
+        "e.g. after new credentials); try again shortly",
+    )
+
+
 def _unexpected(request: Request, exc: Exception) -> Response:
     log.error("unhandled error", path=request.url.path, error=repr(exc), traceback=traceback.format_exc())
     return problem(HTTP_500_INTERNAL_SERVER_ERROR, "the gateway failed unexpectedly; the error is in its log")
 
 
 EXCEPTION_HANDLERS = {
+    NatsError: _nats,
     ValidationException: _validation,
     HTTPException: _http,
     ServiceError: _service,

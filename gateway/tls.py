@@ -1,51 +1,14 @@
-"""A self-signed certificate made on first run when Flint listens beyond loopback without one given."""
+"""The gateway's certificate: FLINT_TLS_CERT/FLINT_TLS_KEY, else self-signed on first run."""
 
 from __future__ import annotations
 
-import datetime
-import ipaddress
-import os
-import socket
 from pathlib import Path
 
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
-
 from flint.config import Settings
+from flint.tls import self_signed
 
 
 def ensure_certificate(settings: Settings) -> tuple[Path, Path]:
     if settings.tls_cert and settings.tls_key:
         return Path(settings.tls_cert), Path(settings.tls_key)
-    tls_dir = settings.data_dir / "tls"
-    cert_path, key_path = tls_dir / "gateway.crt", tls_dir / "gateway.key"
-    if cert_path.is_file() and key_path.is_file():
-        return cert_path, key_path
-    tls_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
-    key = ec.generate_private_key(ec.SECP256R1())
-    names: list[x509.GeneralName] = [x509.DNSName("localhost"), x509.DNSName(socket.gethostname())]
-    for addr in {settings.bind_host, "127.0.0.1"}:
-        try:
-            names.append(x509.IPAddress(ipaddress.ip_address(addr)))
-        except ValueError:
-            names.append(x509.DNSName(addr))
-    subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, f"Flint on {socket.gethostname()}")])
-    now = datetime.datetime.now(datetime.UTC)
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(subject)
-        .issuer_name(subject)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(minutes=5))
-        .not_valid_after(now + datetime.timedelta(days=825))
-        .add_extension(x509.SubjectAlternativeName(names), critical=False)
-        .sign(key, hashes.SHA256())
-    )
-    fd = os.open(key_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "wb") as f:
-        f.write(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()))
-    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    return cert_path, key_path
+    return self_signed(settings.data_dir / "tls", "gateway", {settings.bind_host})

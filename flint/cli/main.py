@@ -8,7 +8,7 @@ import os
 import sys
 
 from flint import __version__
-from flint.cli import verbs
+from flint.cli import natscmd, storage_cmds, verbs
 
 
 def _settings():
@@ -73,6 +73,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("rest", nargs=argparse.REMAINDER)
     p.set_defaults(func=cmd_doctor)
     verbs.add_parsers(sub)
+    storage_cmds.add_parsers(sub)
+    natscmd.add_parsers(sub)
     return parser
 
 
