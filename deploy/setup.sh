@@ -110,6 +110,7 @@ if ((NEED_VENV)); then
   fi
 fi
 if ((WITH_TEST)); then
+  PKGS+=(lvm2 parted) # storage e2e: logical and disk pools on loop devices (libvirt runs vgcreate, parted)
   if [[ $OS_ID == ubuntu ]] && [[ ! -x /usr/bin/chromium ]]; then
     warn "Ubuntu ships Chromium only as a snap: browser tests need /usr/bin/chromium (install it, or link it there)"
   else

@@ -104,7 +104,7 @@ async def _main(name: str, settings: Settings, setup: Setup) -> None:
         loop.add_signal_handler(sig, stop.set)
 
     report = detect_virt_type(settings.virt_type)
-    nc = await bus.connect(settings.effective_nats_url, name=f"flint-{name}-{settings.host}")
+    nc = await bus.connect(settings.effective_nats_url, name=f"flint-{name}-{settings.host}", creds=settings.nats_creds)
     await bus.ensure_streams(nc, settings.stream_replicas)
     virt = VirtConnection(settings.libvirt_uri)
     ctx = ServiceContext(

@@ -22,6 +22,10 @@ KV_AUTH = "flint-auth"
 KV_SESSIONS = "flint-sessions"
 KV_FIREWALL = "flint-firewall"
 
+# Object Store buckets
+OBJ_UPLOADS = "flint-uploads"  # volume uploads between the gateway and a host's provisioner (TTL below)
+OBJ_UPLOADS_TTL_S = 24 * 3600
+
 HOST_HEARTBEAT_TTL_S = 15
 SESSION_ABSOLUTE_TTL_S = 12 * 3600
 
@@ -42,6 +46,11 @@ def event(host: str, kind: str, ident: str) -> str:
 
 def events_of_host(host: str) -> str:
     return f"flint.evt.{host}.>"
+
+
+def events_of_kind(host: str, kind: str) -> str:
+    """Every event of one kind on one host (a wildcard subject to subscribe to)."""
+    return f"flint.evt.{host}.{kind}.*"
 
 
 def job(host: str) -> str:
@@ -77,6 +86,19 @@ def kv_host_prefix(host: str) -> str:
     return f"{host}.>"
 
 
+# KV flint-firewall: rulesets (global) and the index of which VM uses which ruleset.
+KV_FW_RULESET_PREFIX = "ruleset."
+KV_FW_USAGE_PREFIX = "usage."
+
+
+def kv_fw_ruleset(name: str) -> str:
+    return f"{KV_FW_RULESET_PREFIX}{name}"
+
+
+def kv_fw_usage(host: str, vm_id: str) -> str:
+    return f"{KV_FW_USAGE_PREFIX}{host}.{vm_id}"
+
+
 def _token(value: str) -> str:
     # Names are validated before they get here; this only keeps subject tokens whole.
     return value.replace(".", "_").replace(" ", "_").replace("*", "_").replace(">", "_") or "_"
@@ -88,3 +110,14 @@ def live(host: str, kind: str, ident: str) -> str:
 
 
 LIVE_ALL = "flint.live.>"
+
+
+# Consoles: tickets in KV flint-console, session bytes on a channel per session (see flint/channel.py).
+def kv_console_ticket(digest: str) -> str:
+    """A ticket's record, keyed by the sha256 hex of the ticket (the ticket itself is never stored)."""
+    return f"t.{digest}"
+
+
+def console_channel(host: str, channel: str, direction: str) -> str:
+    """flint.<host>.console.chan.<id>.<up|down>: up = gateway to the host, down = host to the gateway."""
+    return f"flint.{host}.console.chan.{_token(channel)}.{direction}"

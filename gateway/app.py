@@ -19,10 +19,13 @@ from gateway.problems import EXCEPTION_HANDLERS
 from gateway.routes import frontend, prometheus
 from gateway.routes.audit import audit_log
 from gateway.routes.auth import AuthController, UsersController
+from gateway.routes.console import console_socket, open_console
 from gateway.routes.events import events
+from gateway.routes.firewall import FirewallController, VMFirewallController, host_nwfilters
 from gateway.routes.health import HealthController
 from gateway.routes.inventory import InventoryController
 from gateway.routes.jobs import JobsController
+from gateway.routes.networks import NetworksController
 from gateway.routes.storage import StorageController
 from gateway.routes.vms import VMWritesController
 from gateway.security import require_role
@@ -76,7 +79,13 @@ def create_app(settings: Settings) -> Litestar:
             VMWritesController,
             JobsController,
             StorageController,
+            NetworksController,
             events,
+            FirewallController,
+            VMFirewallController,
+            host_nwfilters,
+            open_console,
+            console_socket,
             audit_log,
         ],
     )

@@ -109,8 +109,11 @@ class EventHub:
             try:
                 queue.put_nowait(data)
             except asyncio.QueueFull:
-                # A client this far behind gets closed and resumes with ?since=.
-                queue.put_nowait(None) if queue.empty() else None
+                # A client this far behind is closed (code 4000) and resumes with ?since=: drop what it
+                # has not read yet and leave only the close marker, so it is told at once.
+                while not queue.empty():
+                    queue.get_nowait()
+                queue.put_nowait(None)
                 self.clients.discard(queue)
 
     def subscribe(self) -> asyncio.Queue:

@@ -9,7 +9,6 @@ import structlog
 from litestar import Request, Response
 from litestar.exceptions import HTTPException, ValidationException
 from litestar.status_codes import HTTP_500_INTERNAL_SERVER_ERROR
-
 from nats.errors import Error as NatsError
 
 from flint.contracts.common import ServiceError
@@ -23,10 +22,15 @@ TITLES = {
     404: "Not Found",
     405: "Method Not Allowed",
     409: "Conflict",
+    410: "Gone",
+    411: "Length Required",
     412: "Precondition Failed",
+    413: "Content Too Large",
     422: "Unprocessable Content",
+    428: "Precondition Required",
     429: "Too Many Requests",
     500: "Internal Server Error",
+    501: "Not Implemented",
     502: "Bad Gateway",
     503: "Service Unavailable",
     504: "Gateway Timeout",
@@ -79,7 +83,11 @@ def _http(_: Request, exc: HTTPException) -> Response:
 
 
 def _service(_: Request, exc: ServiceError) -> Response:
-    errors = [{"field": exc.field, "message": exc.message}] if exc.field else None
+    # A ServiceError may carry several field errors (`errors`, e.g. every bad rule of a ruleset at once).
+    message = exc.message
+    if exc.field and message.startswith(f"{exc.field}: "):  # the detail names the field; the entry need not
+        message = message[len(exc.field) + 2 :]
+    errors = getattr(exc, "errors", None) or ([{"field": exc.field, "message": message}] if exc.field else None)
     return problem(exc.code, exc.message, errors)
 
 

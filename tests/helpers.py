@@ -120,3 +120,13 @@ def eventually(check, timeout: float = 10.0, interval: float = 0.1, what: str = 
             last_exc = exc
         time.sleep(interval)
     raise AssertionError(f"{what} not reached within {timeout} s" + (f" (last error: {last_exc!r})" if last_exc else ""))
+
+
+def run_async(coro):
+    """Run a coroutine to completion from a sync test, in a thread of its own: this thread may hold
+    Playwright's running loop or the loop pytest-asyncio keeps, which asyncio.run must not touch."""
+    import asyncio
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(1) as pool:
+        return pool.submit(asyncio.run, coro).result()

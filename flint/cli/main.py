@@ -8,7 +8,8 @@ import os
 import sys
 
 from flint import __version__
-from flint.cli import natscmd, storage_cmds, verbs
+from flint.cli import firewall as firewall_cmds
+from flint.cli import natscmd, network_cmds, storage_cmds, verbs
 
 
 def _settings():
@@ -74,6 +75,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_doctor)
     verbs.add_parsers(sub)
     storage_cmds.add_parsers(sub)
+    network_cmds.add_parsers(sub)
+    firewall_cmds.add_parsers(sub)
     natscmd.add_parsers(sub)
     return parser
 

@@ -83,6 +83,12 @@ def vm_action(args, client: Client) -> int:
     return _out(args, result, lambda r: f"{vm['name']}: {args.action} done, now {r['state']}")
 
 
+def vm_console(args, client: Client) -> int:
+    from flint.cli.console import serial_console
+
+    return serial_console(_find_vm(client, args.vm, args.host), client)
+
+
 def host_list(args, client: Client) -> int:
     hosts = client.get("/hosts")
 
@@ -214,6 +220,9 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
         return p
 
     vm = sub.add_parser("vm", help="virtual machines").add_subparsers(dest="verb", required=True)
+    from flint.cli import vm_create
+
+    vm_create.add_parser(vm, verb)
     p = verb(vm, "list", vm_list, "list VMs")
     p.add_argument("--host")
     p.add_argument("--state")
@@ -226,6 +235,9 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
         p.add_argument("vm", help="name or UUID")
         p.add_argument("--host")
         p.set_defaults(action=action)
+    p = verb(vm, "console", vm_console, "the VM's serial console in this terminal (Ctrl-] ends it)")
+    p.add_argument("vm", help="name or UUID")
+    p.add_argument("--host")
 
     host = sub.add_parser("host", help="hypervisor hosts").add_subparsers(dest="verb", required=True)
     verb(host, "list", host_list, "list hosts")

@@ -98,6 +98,7 @@ class Network(msgspec.Struct, kw_only=True):
     autostart: bool = False
     persistent: bool = True
     forward_mode: str = "isolated"
+    mode: str = "isolated"  # nat, route, isolated, bridge, macvtap (see flint.xml.Network.mode)
     bridge: str | None = None
     ip_address: str | None = None
     prefix: int | None = None
@@ -171,6 +172,13 @@ class HostStorage(msgspec.Struct, kw_only=True):
 class StorageSummary(msgspec.Struct, kw_only=True):
     overall: StorageTotals
     hosts: list[HostStorage]
+
+
+class InventoryRefresh(msgspec.Struct, kw_only=True):
+    """Ask `flint.<host>.inventory.refresh` to re-read one object now (a change libvirt raised no event for)."""
+
+    kind: str  # network | pool | domain
+    id: str  # network or pool name, domain UUID
 
 
 class ResyncReply(msgspec.Struct, kw_only=True):

@@ -4,11 +4,22 @@ from __future__ import annotations
 
 from flint.contracts.audit import AuditRecord
 from flint.contracts.common import Empty, ErrorReply
+from flint.contracts.console import AttachReply, AttachRequest, TicketRecord, TicketReply, TicketRequest
 from flint.contracts.events import Event
+from flint.contracts.firewall import (
+    FirewallChange,
+    NWFilterList,
+    RulesetDoc,
+    Usage,
+    VMFirewall,
+    VMFirewallGet,
+    VMFirewallSet,
+)
 from flint.contracts.health import HealthReply
 from flint.contracts.inventory import (
     VM,
     HostFacts,
+    InventoryRefresh,
     MetricSample,
     MetricsRequest,
     Network,
@@ -19,6 +30,33 @@ from flint.contracts.inventory import (
     VMMetrics,
 )
 from flint.contracts.jobs import JobGet, JobRef, JobSubmit, PublicJob
+from flint.contracts.networks import (
+    InterfaceList,
+    InterfacesList,
+    NetworkAction,
+    NetworkCreate,
+    NetworkDelete,
+    NetworkDeleted,
+    NetworkDetail,
+    NetworkRef,
+    NetworkUpdate,
+)
+from flint.contracts.storage import (
+    Deleted,
+    PoolAction,
+    PoolCreate,
+    PoolDelete,
+    PoolDetail,
+    PoolRef,
+    UploadCheck,
+    UploadCheckReply,
+    VolumeCreate,
+    VolumeInfo,
+    VolumeList,
+    VolumeRef,
+    VolumeResize,
+    VolumesList,
+)
 
 # event kind -> the type of Event.data ("updated" carries the document; "deleted" may carry null)
 EVENT_DATA = {
@@ -27,6 +65,7 @@ EVENT_DATA = {
     "pool": Pool,
     "network": Network,
     "job": PublicJob,
+    "firewall": FirewallChange,
 }
 LIVE_DATA = {"metrics": MetricSample}
 
@@ -37,6 +76,30 @@ REQUESTS = {
     ("provisioner", "vm.action"): (VMActionRequest, VMActionReply),
     ("provisioner", "jobs.submit"): (JobSubmit, PublicJob),
     ("provisioner", "jobs.get"): (JobGet, PublicJob),
+    ("firewall", "vm.get"): (VMFirewallGet, VMFirewall),
+    ("firewall", "vm.set"): (VMFirewallSet, VMFirewall),
+    ("firewall", "nwfilters.list"): (Empty, NWFilterList),
+    ("provisioner", "pool.get"): (PoolRef, PoolDetail),
+    ("provisioner", "pool.create"): (PoolCreate, PoolDetail),
+    ("provisioner", "pool.delete"): (PoolDelete, Deleted),
+    ("provisioner", "pool.action"): (PoolAction, PoolDetail),
+    ("provisioner", "images.ensure"): (Empty, PoolDetail),
+    ("provisioner", "volumes.list"): (VolumesList, VolumeList),
+    ("provisioner", "volume.create"): (VolumeCreate, VolumeInfo),
+    ("provisioner", "volume.delete"): (VolumeRef, Deleted),
+    ("provisioner", "volume.resize"): (VolumeResize, VolumeInfo),
+    ("provisioner", "volume.upload.check"): (UploadCheck, UploadCheckReply),
+    ("provisioner", "network.get"): (NetworkRef, NetworkDetail),
+    ("provisioner", "network.create"): (NetworkCreate, NetworkDetail),
+    ("provisioner", "network.update"): (NetworkUpdate, NetworkDetail),
+    ("provisioner", "network.delete"): (NetworkDelete, NetworkDeleted),
+    ("provisioner", "network.action"): (NetworkAction, NetworkDetail),
+    ("provisioner", "interfaces.list"): (InterfacesList, InterfaceList),
+    ("inventory", "refresh"): (InventoryRefresh, Empty),
+    ("console", "ticket"): (TicketRequest, TicketReply),
+    ("console", "attach"): (AttachRequest, AttachReply),
 }
 HEALTH = (Empty, HealthReply)
-OTHER = {"JobRef": JobRef, "AuditRecord": AuditRecord, "ErrorReply": ErrorReply, "Event": Event}
+OTHER = {"JobRef": JobRef, "AuditRecord": AuditRecord, "ErrorReply": ErrorReply, "Event": Event,
+         "RulesetDoc": RulesetDoc, "Usage": Usage,  # KV flint-firewall documents
+         "TicketRecord": TicketRecord}  # KV flint-console (key t.<sha256 of the ticket>)

@@ -236,6 +236,13 @@ class ChildList(Sequence):
     def __getitem__(self, index):
         return self._items()[index]
 
+    def __iter__(self):
+        # One XPath walk per loop (without this, Python iterates by index and walks n+1 times).
+        return iter(self._items())
+
+    def __contains__(self, child) -> bool:
+        return any(child == item for item in self._items())
+
     def append(self, child: XmlModel) -> XmlModel:
         if not isinstance(child, self.desc.cls):
             raise TypeError(f"{self.desc.name} holds {self.desc.cls.__name__}, not {type(child).__name__}")

@@ -53,8 +53,13 @@ def new_metadata_element(values: Mapping[str, str | None] = {}) -> etree._Elemen
 
 
 def flint_metadata_xml(values: Mapping[str, str | None]) -> str:
-    """The ``<flint:vm>`` element alone, for ``virDomainSetMetadata``."""
-    return etree.tostring(new_metadata_element(values), encoding="unicode")
+    """The ``<vm>`` element alone, for ``virDomainSetMetadata``: libvirt wants it without a namespace
+    (it puts it in ``FLINT_NS`` under the key ``METADATA_PREFIX`` itself) and refuses one declared here."""
+    element = etree.Element("vm")
+    for key, value in values.items():
+        if value is not None:
+            etree.SubElement(element, _check_key(key)).text = str(value)
+    return etree.tostring(element, encoding="unicode")
 
 
 def parse_flint_metadata(xml: str | None) -> dict[str, str]:
@@ -62,4 +67,7 @@ def parse_flint_metadata(xml: str | None) -> dict[str, str]:
     if not xml:
         return {}
     root = parse_xml(xml)
-    return read_metadata(root) if etree.QName(root).localname == "vm" else {}
+    if etree.QName(root).localname != "vm":
+        return {}
+    # libvirt hands the element back with or without the namespace, depending on how it was set
+    return {etree.QName(c).localname: c.text or "" for c in root if isinstance(c.tag, str)}

@@ -62,6 +62,19 @@ class Network(XmlModel):
     def isolated(self) -> bool:
         return self.forward_mode is None
 
+    @property
+    def mode(self) -> str:
+        """What kind of network this is, in Flint's words: nat, route, isolated, bridge (guests join a host
+        bridge), macvtap (guests attach to host interfaces), else libvirt's own forward mode (open, hostdev)."""
+        fwd = self.forward_mode
+        if fwd is None:
+            return "isolated"
+        if fwd == "bridge" and self.bridge_name:
+            return "bridge"
+        if fwd in ("bridge", "vepa", "private", "passthrough") and self.forward_interfaces:
+            return "macvtap"
+        return fwd
+
     def ip(self, family: str = "ipv4") -> NetworkIP | None:
         """The first address of ``family`` (an ``<ip>`` without family is IPv4)."""
         return next((ip for ip in self.ips if (ip.family or "ipv4") == family), None)

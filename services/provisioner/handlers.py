@@ -12,6 +12,8 @@ from flint.service import ServiceContext
 from services.provisioner.jobs import JobEngine
 from services.provisioner.kinds import job_kinds
 from services.provisioner.lifecycle import apply_action
+from services.provisioner.network_handlers import network_endpoints
+from services.provisioner.storage_handlers import storage_endpoints
 
 log = structlog.get_logger()
 
@@ -41,4 +43,6 @@ async def setup(ctx: ServiceContext) -> list[Endpoint]:
         Endpoint("vm.action", VMActionRequest, vm_action),
         Endpoint("jobs.submit", JobSubmit, submit),
         Endpoint("jobs.get", JobGet, get),
+        *storage_endpoints(ctx),
+        *network_endpoints(ctx),
     ]

@@ -8,7 +8,7 @@ import ssl
 import httpx
 import pytest
 
-from tests.e2e.conftest import ADMIN_PASSWORD, CHROMIUM, CHROMIUM_ARGS, start_stack, stop_stack
+from tests.e2e.conftest import ADMIN_PASSWORD, start_stack, stop_stack
 
 pytestmark = pytest.mark.e2e
 
@@ -39,20 +39,16 @@ def test_https_with_the_generated_certificate(tls_stack):
     assert "Secure" in cookie_header and "HttpOnly" in cookie_header and "samesite=strict" in cookie_header.lower()
 
 
-def test_browser_login_over_https(tls_stack):
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as pw:
-        # The certificate is self-signed: a user accepts it once; the test tells Chromium to.
-        browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
-        try:
-            page = browser.new_page(ignore_https_errors=True)
-            page.goto(tls_stack.base + "/")
-            page.get_by_test_id("login-username").fill("admin")
-            page.get_by_test_id("login-password").fill(ADMIN_PASSWORD)
-            page.get_by_test_id("login-submit").click()
-            page.get_by_test_id("current-user").wait_for()
-            # the events WebSocket works over wss on the same origin
-            page.wait_for_selector('[data-testid="live-indicator"][data-state="live"]', timeout=10_000)
-        finally:
-            browser.close()
+def test_browser_login_over_https(tls_stack, browser):
+    # The certificate is self-signed: a user accepts it once; the test tells Chromium to.
+    page = browser.new_page(ignore_https_errors=True)
+    try:
+        page.goto(tls_stack.base + "/")
+        page.get_by_test_id("login-username").fill("admin")
+        page.get_by_test_id("login-password").fill(ADMIN_PASSWORD)
+        page.get_by_test_id("login-submit").click()
+        page.get_by_test_id("current-user").wait_for()
+        # the events WebSocket works over wss on the same origin
+        page.wait_for_selector('[data-testid="live-indicator"][data-state="live"]', timeout=10_000)
+    finally:
+        page.close()

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import re
 import time
 
@@ -14,7 +13,7 @@ import pytest
 from flint import subjects
 from gateway.accounts import Session, _sha256
 from gateway.authz import PUBLIC, ROUTE_ROLES
-from tests.helpers import eventually, login
+from tests.helpers import eventually, login, run_async
 from tests.integration.conftest import PASSWORD
 
 pytestmark = pytest.mark.integration
@@ -150,7 +149,7 @@ def test_an_idle_session_expires(stack, admin):
         await kv.put(key, msgspec.json.encode(session))
         await nc.close()
 
-    asyncio.run(age_session())
+    run_async(age_session())
     assert frank.get("/api/v1/auth/me").status_code == 401
 
 

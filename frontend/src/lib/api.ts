@@ -51,7 +51,8 @@ export function getCookie(name: string): string | null {
   return null;
 }
 
-type UnauthorizedHandler = (err: ApiError) => void;
+/** May answer "still signed in after all" (true): the request raced a new session cookie; it is sent once more. */
+type UnauthorizedHandler = (err: ApiError) => void | boolean | Promise<boolean>;
 let unauthorizedHandler: UnauthorizedHandler | null = null;
 
 /** The app registers what to do on a 401 (go to the login page). */
@@ -66,6 +67,8 @@ export interface RequestOptions {
   signal?: AbortSignal;
   /** Do not run the unauthorized handler on 401 (login, and the silent session probe at start). */
   noAuthRedirect?: boolean;
+  /** Internal: this is the one repeat after a 401 that raced a session change. */
+  retried?: boolean;
 }
 
 function buildUrl(path: string, query?: RequestOptions['query']): string {
@@ -133,7 +136,8 @@ export async function request<T = unknown>(method: string, path: string, opts: R
   if (!res.ok) {
     const err = await problemFrom(res);
     if (res.status === 401 && !opts.noAuthRedirect && unauthorizedHandler) {
-      unauthorizedHandler(err);
+      // Refused before it ran (authentication comes first), so sending it again is safe.
+      if ((await unauthorizedHandler(err)) === true && !opts.retried) return request<T>(method, path, { ...opts, retried: true });
       err.handled = true;
     }
     throw err;

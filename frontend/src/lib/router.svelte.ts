@@ -5,11 +5,16 @@ export type RouteName =
   | 'dashboard'
   | 'vms'
   | 'vm'
+  | 'vm-create'
+  | 'console'
   | 'storage'
   | 'networks'
   | 'firewall'
   | 'hosts'
   | 'settings'
+  | 'users'
+  | 'tokens'
+  | 'audit'
   | 'notfound';
 
 export interface Route {
@@ -22,12 +27,17 @@ const table: [RegExp, RouteName, string[]][] = [
   [/^\/$/, 'dashboard', []],
   [/^\/dashboard\/?$/, 'dashboard', []],
   [/^\/vms\/?$/, 'vms', []],
+  [/^\/vms\/new\/?$/, 'vm-create', []],
   [/^\/vms\/([^/]+)\/?$/, 'vm', ['id']],
+  [/^\/vms\/([^/]+)\/console\/?$/, 'console', ['id']],
   [/^\/storage\/?$/, 'storage', []],
   [/^\/networks\/?$/, 'networks', []],
   [/^\/firewall\/?$/, 'firewall', []],
   [/^\/hosts\/?$/, 'hosts', []],
   [/^\/settings\/?$/, 'settings', []],
+  [/^\/users\/?$/, 'users', []],
+  [/^\/tokens\/?$/, 'tokens', []],
+  [/^\/audit\/?$/, 'audit', []],
 ];
 
 export function matchRoute(path: string): Route {

@@ -1,5 +1,6 @@
 // Who is signed in, and starting/stopping the live connection around that.
 
+import { logoutAll, roleAllows, type Role } from './accounts';
 import { ApiError, listAllVMs, listHosts, login, logout, me, setUnauthorizedHandler } from './api';
 import { events } from './events';
 import { live } from './live.svelte';
@@ -19,11 +20,20 @@ class Session {
   loginMessage = $state('');
 
   canOperate = $derived(this.user !== null && this.user.role !== 'viewer');
+  isAdmin = $derived(roleAllows(this.user?.role, 'admin'));
+
+  /** The signed-in user's role is at least `minimal` (viewer < operator < admin). */
+  hasRole(minimal: Role): boolean {
+    return roleAllows(this.user?.role, minimal);
+  }
 
   #lastProbe = 0;
+  /** A call that replaces the session cookie is on its way (see replacingSession). */
+  #sessionChange: Promise<void> | null = null;
+  #sessionChangedAt = 0;
 
   constructor() {
-    setUnauthorizedHandler(() => this.expired());
+    setUnauthorizedHandler(() => this.#unauthorized());
     events.onFailedConnect = () => this.#probe();
   }
 
@@ -61,6 +71,65 @@ class Session {
     }
     this.#end();
     router.navigate('/login', { replace: true });
+  }
+
+  /** End every session of this user (other browsers too), then the login page. */
+  async signOutEverywhere(): Promise<void> {
+    try {
+      await logoutAll();
+    } catch (e) {
+      if (!(e instanceof ApiError && e.status === 401)) {
+        notices.error(e, 'Log out everywhere failed');
+        return;
+      }
+    }
+    this.loginMessage = 'You have been logged out everywhere.';
+    this.#end();
+    router.navigate('/login', { replace: true });
+  }
+
+  /** The signed-in user's own record changed (new password -> new cookie; role changed by an admin). */
+  updateUser(user: User): void {
+    if (this.user && user?.username) this.user = { ...this.user, ...user };
+  }
+
+  /**
+   * Run a call that ends the current session and sets a new cookie (changing one's own password).
+   * The gateway ends the old session before the answer arrives, so a request sent meanwhile with the
+   * old cookie (a poll, a WebSocket reconnect) gets 401: that one must not log the user out.
+   */
+  async replacingSession<T>(call: () => Promise<T>): Promise<T> {
+    const p = call();
+    const settled = p.then(
+      () => {},
+      () => {},
+    );
+    this.#sessionChange = settled;
+    try {
+      return await p;
+    } finally {
+      this.#sessionChangedAt = Date.now();
+      if (this.#sessionChange === settled) this.#sessionChange = null;
+    }
+  }
+
+  /**
+   * A 401: the session is gone, unless it raced a cookie replacement. Then ask again with the new
+   * cookie: true = still signed in (the caller repeats its request).
+   */
+  async #unauthorized(): Promise<boolean> {
+    if (!this.#sessionChange && Date.now() - this.#sessionChangedAt > 5000) {
+      this.expired();
+      return false;
+    }
+    try {
+      await this.#sessionChange;
+      await me({ noAuthRedirect: true });
+      return true;
+    } catch (e) {
+      if (e instanceof ApiError && e.status === 401) this.expired();
+      return false;
+    }
   }
 
   /** Any API call answered 401: the session is gone. */
@@ -103,7 +172,7 @@ class Session {
     if (!this.user || now - this.#lastProbe < 10000) return;
     this.#lastProbe = now;
     me({ noAuthRedirect: true }).catch((e) => {
-      if (e instanceof ApiError && e.status === 401) this.expired();
+      if (e instanceof ApiError && e.status === 401) void this.#unauthorized();
       // Other failures (gateway down) already show as the grey "reconnecting" indicator.
     });
   }

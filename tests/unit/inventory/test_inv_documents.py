@@ -144,6 +144,17 @@ def test_pool_document_groups_by_the_filesystem_under_its_target():
     assert (pool.group_id, pool.group_label) == ("fs:7", "/srv")
 
 
+def test_a_filesystem_pool_shows_its_own_volumes_not_the_whole_filesystem():
+    # libvirt reports the filesystem's use as every dir pool's allocation; the pool's share is its volumes.
+    pool = pool_document("h1", StoragePool.parse(POOL_XML), [2, 100, 60, 40], autostart=True, persistent=True,
+                         volumes=2, volumes_allocation=7, remote=True)
+    assert (pool.capacity, pool.allocation, pool.available) == (100, 7, 40)
+    lvm = StoragePool.parse("<pool type='logical'><name>vg</name><source><name>vg0</name></source></pool>")
+    pool = pool_document("h1", lvm, [2, 100, 60, 40], autostart=True, persistent=True, volumes=2,
+                         volumes_allocation=7, remote=False)
+    assert (pool.allocation, pool.group_id) == (60, "vg:vg0")
+
+
 def test_inactive_pool_reports_no_figures():
     pool = pool_document("h1", StoragePool.parse(POOL_XML), [0, 0, 0, 0], autostart=False, persistent=True,
                          volumes=0, remote=True)
@@ -154,8 +165,8 @@ def test_inactive_pool_reports_no_figures():
 def test_network_documents():
     isolated = NetworkXml.parse("<network><name>iso</name><bridge name='virbr9'/></network>")
     doc = network_document("h1", isolated, active=True, autostart=False, persistent=True)
-    assert (doc.forward_mode, doc.bridge, doc.ip_address, doc.prefix, doc.dhcp) == (
-        "isolated", "virbr9", None, None, False
+    assert (doc.forward_mode, doc.mode, doc.bridge, doc.ip_address, doc.prefix, doc.dhcp) == (
+        "isolated", "isolated", "virbr9", None, None, False
     )
     nat = NetworkXml.parse(
         "<network><name>default</name><forward mode='nat'/><bridge name='virbr0'/>"
@@ -163,6 +174,6 @@ def test_network_documents():
         "<range start='192.168.122.2' end='192.168.122.254'/></dhcp></ip></network>"
     )
     doc = network_document("h1", nat, active=False, autostart=True, persistent=True)
-    assert (doc.forward_mode, doc.ip_address, doc.prefix, doc.dhcp, doc.active) == (
-        "nat", "192.168.122.1", 24, True, False
+    assert (doc.forward_mode, doc.mode, doc.ip_address, doc.prefix, doc.dhcp, doc.active) == (
+        "nat", "nat", "192.168.122.1", 24, True, False
     )

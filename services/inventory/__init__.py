@@ -1,0 +1,1 @@
+"""Inventory service: libvirt events -> NATS events and the KV snapshot; host facts; metrics; storage."""

@@ -1,0 +1,5 @@
+from flint.service import run
+
+from .app import setup
+
+run("inventory", setup)
