@@ -4,6 +4,7 @@ child processes; wait until all are healthy; restart a child that dies, with bac
 from __future__ import annotations
 
 import asyncio
+import ctypes
 import os
 import secrets
 import shutil
@@ -38,7 +39,9 @@ class Child:
     restarts: int = 0
 
     async def start(self) -> None:
-        self.proc = await asyncio.create_subprocess_exec(*self.argv, env=self.env, start_new_session=True)
+        self.proc = await asyncio.create_subprocess_exec(
+            *self.argv, env=self.env, start_new_session=True, preexec_fn=_die_with_parent
+        )
         self.started_at = time.monotonic()
 
     async def stop(self, grace: float = 10.0) -> None:
@@ -51,6 +54,14 @@ class Child:
         except TimeoutError:
             proc.kill()
             await proc.wait()
+
+
+def _die_with_parent() -> None:
+    """In the child before exec: SIGTERM when the supervisor dies, even by SIGKILL, so no service is orphaned."""
+    try:
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    except OSError:
+        pass  # not Linux/glibc: children are still stopped on a clean shutdown
 
 
 @dataclass
@@ -218,9 +229,15 @@ async def run_up(settings: Settings, demo: bool, nats_port: int, wait_timeout: f
             await sup.nats.stop()
             return 1
     tasks += [asyncio.create_task(sup.supervise(c)) for c in sup.children]
-    missing = await wait_healthy(settings, [settings.host], wait_timeout, gateway=True)
+    health = asyncio.create_task(wait_healthy(settings, [settings.host], wait_timeout, gateway=True))
+    await asyncio.wait({health, asyncio.create_task(stop.wait())}, return_when=asyncio.FIRST_COMPLETED)
+    if not health.done():  # stopped while still starting
+        health.cancel()
+    missing = health.result() if health.done() and not health.cancelled() else []
     scheme = "http" if settings.is_loopback else "https"
-    if missing:
+    if stop.is_set():
+        pass
+    elif missing:
         print(f"flint up: still not healthy after {wait_timeout:g} s: {', '.join(missing)}", file=sys.stderr)
         print("  run `flint doctor` to see what is missing", file=sys.stderr)
     else:
@@ -257,10 +274,14 @@ async def run_agent(settings: Settings, host: str, uri: str) -> int:
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
     tasks = [asyncio.create_task(sup.supervise(c)) for c in sup.children]
-    missing = await wait_healthy(settings, [host], 60, gateway=False)
-    if missing:
+    health = asyncio.create_task(wait_healthy(settings, [host], 60, gateway=False))
+    await asyncio.wait({health, asyncio.create_task(stop.wait())}, return_when=asyncio.FIRST_COMPLETED)
+    missing = health.result() if health.done() else []
+    if not health.done():
+        health.cancel()
+    elif missing:
         print(f"flint agent: still not healthy: {', '.join(missing)}", file=sys.stderr)
-    else:
+    elif not stop.is_set():
         print(f"flint agent: host {host} ({uri}) is serving on {settings.effective_nats_url}", flush=True)
     await stop.wait()
     sup.stopping = True

@@ -27,6 +27,7 @@ from gateway.routes.inventory import InventoryController
 from gateway.routes.jobs import JobsController
 from gateway.routes.networks import NetworksController
 from gateway.routes.storage import StorageController
+from gateway.routes.vm_edit import VMEditController
 from gateway.routes.vms import VMWritesController
 from gateway.security import require_role
 from gateway.throttle import LoginThrottle
@@ -77,6 +78,7 @@ def create_app(settings: Settings) -> Litestar:
             UsersController,
             InventoryController,
             VMWritesController,
+            VMEditController,
             JobsController,
             StorageController,
             NetworksController,

@@ -223,6 +223,9 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     from flint.cli import vm_create
 
     vm_create.add_parser(vm, verb)
+    from flint.cli import vm_edit
+
+    vm_edit.add_parsers(sub, vm, verb)
     p = verb(vm, "list", vm_list, "list VMs")
     p.add_argument("--host")
     p.add_argument("--state")

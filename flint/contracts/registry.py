@@ -57,6 +57,21 @@ from flint.contracts.storage import (
     VolumeResize,
     VolumesList,
 )
+from flint.contracts.vm_edit import (
+    DeviceChange,
+    DiskAttach,
+    DiskDetach,
+    NicAttach,
+    NicDetach,
+    SnapshotCreate,
+    SnapshotDone,
+    SnapshotInfo,
+    SnapshotList,
+    SnapshotRef,
+    SnapshotsList,
+    VMUpdate,
+    VMUpdateReply,
+)
 
 # event kind -> the type of Event.data ("updated" carries the document; "deleted" may carry null)
 EVENT_DATA = {
@@ -76,6 +91,15 @@ REQUESTS = {
     ("provisioner", "vm.action"): (VMActionRequest, VMActionReply),
     ("provisioner", "jobs.submit"): (JobSubmit, PublicJob),
     ("provisioner", "jobs.get"): (JobGet, PublicJob),
+    ("provisioner", "vm.update"): (VMUpdate, VMUpdateReply),
+    ("provisioner", "snapshot.list"): (SnapshotsList, SnapshotList),
+    ("provisioner", "snapshot.create"): (SnapshotCreate, SnapshotInfo),
+    ("provisioner", "snapshot.revert"): (SnapshotRef, SnapshotDone),
+    ("provisioner", "snapshot.delete"): (SnapshotRef, SnapshotDone),
+    ("provisioner", "disk.attach"): (DiskAttach, DeviceChange),
+    ("provisioner", "disk.detach"): (DiskDetach, DeviceChange),
+    ("provisioner", "nic.attach"): (NicAttach, DeviceChange),
+    ("provisioner", "nic.detach"): (NicDetach, DeviceChange),
     ("firewall", "vm.get"): (VMFirewallGet, VMFirewall),
     ("firewall", "vm.set"): (VMFirewallSet, VMFirewall),
     ("firewall", "nwfilters.list"): (Empty, NWFilterList),

@@ -14,6 +14,7 @@ from services.provisioner.kinds import job_kinds
 from services.provisioner.lifecycle import apply_action
 from services.provisioner.network_handlers import network_endpoints
 from services.provisioner.storage_handlers import storage_endpoints
+from services.provisioner.vm_edit_handlers import vm_edit_endpoints
 
 log = structlog.get_logger()
 
@@ -45,4 +46,5 @@ async def setup(ctx: ServiceContext) -> list[Endpoint]:
         Endpoint("jobs.get", JobGet, get),
         *storage_endpoints(ctx),
         *network_endpoints(ctx),
+        *vm_edit_endpoints(ctx),
     ]

@@ -65,8 +65,8 @@ def test_users_and_tokens_from_the_terminal(flint):
     assert flint("token", "revoke", made["id"]).returncode == 0
     refused = flint("vm", "list", token_=made["token"])
     assert refused.returncode == 1 and "revoked" in refused.stderr
-    audit = flint("audit", "--user", "admin")
-    assert "POST /api/v1/users" in audit.stdout
+    # audit records are written just after the response: give the stream a moment
+    eventually(lambda: "POST /api/v1/users" in flint("audit", "--user", "admin").stdout, timeout=10, what="audited")
     assert flint("user", "delete", "ivan").returncode == 0
 
 

@@ -133,7 +133,7 @@ async def test_a_subscriber_reads_events_and_publishes_nothing(secured):
         await sub.subscribe("flint.evt.>", cb=cb)
         await sub.flush()
         await system.publish("flint.evt.alpha.domain.x", b"{}")
-        await asyncio.wait_for(got.wait(), 2)
+        await asyncio.wait_for(got.wait(), 10)
         for subject in ("flint.evt.alpha.domain.y", "flint.alpha.provisioner.vm.action", "anything.else"):
             assert not await _delivered(url, creds["system"], subject, sub)
         with pytest.raises((NatsTimeout, nats.errors.NoRespondersError)):

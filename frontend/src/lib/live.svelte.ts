@@ -33,6 +33,10 @@ export class LiveStore {
     [...this.vms.values()].sort((a, b) => a.name.localeCompare(b.name) || a.host.localeCompare(b.host)),
   );
   hostList = $derived([...this.hosts.values()].sort((a, b) => a.name.localeCompare(b.name)));
+  /** Where forms point by default: the first reachable host (a host that went away is not a good default). */
+  defaultHost = $derived(
+    (this.hostList.find((h) => h.state === 'up') ?? this.hostList[0])?.name ?? 'local',
+  );
 
   #metrics = new Set<MetricsListener>();
   #changes = new Set<ChangeListener>();
