@@ -4,10 +4,13 @@ One channel carries one console session (serial, or VNC when the gateway cannot 
 websockify on its own loopback). Each side publishes on its own subject (see subjects.console_channel);
 NATS keeps the order of one publisher's messages. A message is one frame: a type byte and its body.
 
-    D <bytes>        data
+    D <offset> <bytes>  data; offset: 8 bytes, big-endian, where these bytes start in the stream
     A <decimal>      ack: total data bytes the receiver has consumed so far
     P                keepalive (sent when nothing else was sent for KEEPALIVE_S)
     C <code> <text>  close, with a WebSocket-style code and a reason for the user
+
+A message lost on the way (NATS reconnecting drops what was in flight) shows as a gap in the offsets: the
+channel closes (1011) instead of handing on a corrupted stream, and the viewer reconnects.
 
 Flow control: a sender stops while more than WINDOW bytes are unacknowledged, so a slow browser slows
 the guest's output instead of filling memory (and NATS never drops a slow subscriber's messages). A side
@@ -18,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import struct
 import time
 
 from nats.aio.client import Client as NATS
@@ -52,6 +56,7 @@ class Channel:
         self._acked = 0  # of those, what the peer said it consumed
         self._consumed = 0  # data bytes we handed to our reader
         self._consumed_acked = 0
+        self._received = 0  # data bytes that arrived, in order
         self._window_open = asyncio.Event()
         self._window_open.set()
         self._last_rx = time.monotonic()
@@ -62,6 +67,7 @@ class Channel:
     async def open(self) -> Channel:
         """Subscribe before anyone publishes to us, and start the keepalive."""
         self._sub = await self.nc.subscribe(self.rx, cb=self._on_msg, pending_msgs_limit=-1, pending_bytes_limit=-1)
+        await self.nc.flush()  # the server knows the subscription before we tell the peer to publish
         self._keepalive = asyncio.create_task(self._keepalive_loop())
         return self
 
@@ -70,7 +76,12 @@ class Channel:
         data = msg.data
         kind = data[:1]
         if kind == b"D":
-            self._inbox.put_nowait(data[1:])
+            (offset,) = struct.unpack_from(">Q", data, 1)
+            if offset != self._received:
+                self._mark_closed(1011, "the console relay lost data (NATS reconnected); reconnect")
+                return
+            self._received += len(data) - 9
+            self._inbox.put_nowait(data[9:])
         elif kind == b"A":
             self._acked = max(self._acked, int(data[1:] or b"0"))
             if self._sent - self._acked <= WINDOW:
@@ -98,8 +109,9 @@ class Channel:
             if self.closed is not None:
                 raise self.closed
             part = data[i : i + CHUNK]
+            frame = b"D" + struct.pack(">Q", self._sent) + part
             self._sent += len(part)
-            await self._publish(b"D" + part)
+            await self._publish(frame)
 
     async def recv(self) -> bytes:
         """The next data; raises ChannelClosed when the peer closed (after all data before the close)."""

@@ -64,11 +64,9 @@ async def ticket_store(socket) -> TicketStore:
 
 
 def _audit(socket: WebSocket, principal: Principal, record: TicketRecord | None, action: str, status: int,
-           result: str, vm_id: str = "") -> None:
+           result: str) -> None:
     client = socket.scope.get("client") or ("", 0)
-    target = {"vm_id": record.vm_id if record else vm_id}
-    if record:
-        target["type"] = record.type
+    target = {"vm_id": record.vm_id, "type": record.type} if record else {}
     audit.publish_later(gw(socket).nc, AuditRecord(
         ts=time.time(), user=principal.name, via=principal.via, token_id=principal.token_id,
         remote=str(client[0]), action=action, target=target, status=status, result=result,
@@ -122,7 +120,7 @@ async def serve(socket: WebSocket, ticket: str) -> None:
 
 async def _close(socket: WebSocket, code: int, reason: str) -> None:
     with contextlib.suppress(Exception):
-        await socket.close(code=code, reason=reason[:120])
+        await socket.close(code=code, reason=reason.encode()[:120].decode(errors="ignore"))  # 123 bytes at most
 
 
 class _Direct:

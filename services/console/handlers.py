@@ -74,6 +74,9 @@ async def setup(ctx: ServiceContext) -> list[Endpoint]:
         dom, state, xml = await ctx.virt.call(_lookup, ctx.virt.conn, req.vm_id)
         name = dom.name()
         check_console(xml, req.type, name, state)
+        if ctx.settings.libvirt_uri.startswith("test:"):
+            # Its VNC ports are made up: 127.0.0.1:5900 may well be some real VM's screen.
+            raise ServiceError(501, f"{name!r} lives in libvirt's test driver (flint up --demo), which has no consoles")
         if req.type == "vnc" and remote:
             raise ServiceError(
                 501, f"the VNC console of {name!r} on agentless host {ctx.host!r} needs an SSH tunnel, which Flint "

@@ -16,6 +16,7 @@ import os
 import re
 import socket
 import sys
+from urllib.parse import parse_qs, urlparse
 
 import msgspec
 from websockify.websocketproxy import ProxyRequestHandler, WebSocketProxy
@@ -72,8 +73,6 @@ class Handler(ProxyRequestHandler):
 
     def get_target(self, target_plugin):
         # websockify's own version puts the token into its error message (and so into logs).
-        from urllib.parse import parse_qs, urlparse
-
         token = (parse_qs(urlparse(self.path).query).get("token") or [None])[0]
         if not token:
             raise self.server.EClose("no console ticket")

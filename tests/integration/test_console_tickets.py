@@ -193,3 +193,51 @@ async def test_a_slow_reader_holds_the_sender_at_the_window(nc, nats_server):
         await host.close()
     finally:
         await other.close()
+
+
+# ---- the gateway and the console service on libvirt's test driver -----------------------------------
+
+def _vm_id(stack, api, name: str) -> str:
+    return next(v["id"] for v in api.get("/api/v1/vms").json()["items"] if v["name"] == name)
+
+
+def test_console_requests_through_the_gateway(stack):
+    import httpx
+
+    from tests.helpers import login
+    from tests.integration.conftest import PASSWORD
+
+    admin = login(stack, password=PASSWORD)
+    web, db = _vm_id(stack, admin, "web"), _vm_id(stack, admin, "db")
+    resp = admin.post(f"/api/v1/vms/{db}/console", json={"type": "vnc"})
+    assert resp.status_code == 409 and "is not running" in resp.json()["detail"]
+    assert admin.post(f"/api/v1/vms/{web}/console", json={"type": "rdp"}).status_code == 422
+    assert admin.post("/api/v1/vms/nope/console", json={"type": "vnc"}).status_code == 404
+    # The test driver's VNC ports are made up (127.0.0.1:5900 may be a real VM's screen): refused.
+    resp = admin.post(f"/api/v1/vms/{web}/console", json={"type": "vnc"})
+    assert resp.status_code == 501 and "test driver" in resp.json()["detail"]
+    token = admin.post("/api/v1/auth/tokens", json={"name": "cons-viewer", "role": "viewer"}).json()["token"]
+    viewer = httpx.post(f"{stack}/api/v1/vms/{web}/console", json={"type": "vnc"},
+                        headers={"Authorization": f"Bearer {token}"})
+    assert viewer.status_code == 403
+
+
+async def test_a_lost_message_closes_the_channel_instead_of_corrupting_it(nc, nats_server):
+    import struct
+
+    other = await nats.connect(nats_server.url)
+    try:
+        cid = secrets.token_hex(4)
+        gw = await Channel(nc, "h1", cid, side="gateway").open()
+        host = await Channel(other, "h1", cid, side="host").open()
+        await host.send(b"first")
+        assert await gw.recv() == b"first"
+        # As if NATS dropped a message while reconnecting: the next frame starts further on.
+        await other.publish(subjects.console_channel("h1", cid, "down"), b"D" + struct.pack(">Q", 99) + b"later")
+        with pytest.raises(ChannelClosed) as closed:
+            await asyncio.wait_for(gw.recv(), 5)
+        assert closed.value.code == 1011 and "lost data" in closed.value.reason
+        await gw.close()
+        await host.close()
+    finally:
+        await other.close()
