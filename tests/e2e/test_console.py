@@ -375,7 +375,7 @@ def test_browser_console_shows_the_guest_screen(stack, browser, vm, tmp_path):
                                          lambda *_: reboots.append(time.time()), None)
         try:
             page.get_by_test_id("console-ctrl-alt-del").click()
-            eventually(lambda: reboots, timeout=15, what="the guest rebooting after Ctrl+Alt+Del")
+            eventually(lambda: reboots, timeout=45, what="the guest rebooting after Ctrl+Alt+Del")
         finally:
             conn.domainEventDeregisterAny(cb)
             conn.close()
