@@ -20,7 +20,8 @@ Rounds alternate between the paths so a busy machine weighs on both alike.
 
 Starts `flint up` on free loopback ports with a temporary data dir, unless FLINT_URL and FLINT_TOKEN (an
 operator token) point at a running stack. Either way it starts its own `bench-cons-NN` guests and removes
-them at the end (also on Ctrl-C or SIGTERM); leftovers of an earlier run are removed first.
+them at the end (also on Ctrl-C or SIGTERM); leftovers of runs that died are removed first, and runs at
+the same time leave each other's guests alone (the names carry the pid: bench-cons-<pid>-NN).
 Progress goes to stderr; the figures are the last lines on stdout.
 """
 
@@ -87,8 +88,24 @@ def domain_xml(name: str) -> str:
     )
 
 
-def remove_guests() -> int:
-    names = [n for n in virsh("list", "--all", "--name").split() if n.startswith(PREFIX)]
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+        return True
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+
+
+def remove_guests(only_ours: bool = False) -> int:
+    """Our guests (bench-cons-<our pid>-NN), or with only_ours=False also those of runs that died; never
+    those of another run still going (two runs at once must not destroy each other's guests)."""
+    names = []
+    for n in virsh("list", "--all", "--name").split():
+        m = re.fullmatch(re.escape(PREFIX) + r"(\d+)-\d+", n)
+        if m and (int(m.group(1)) == os.getpid() or (not only_ours and not _alive(int(m.group(1))))):
+            names.append(n)
     procs = [subprocess.Popen(["virsh", "-c", URI, "destroy", n], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
              for n in names]
     for p in procs:
@@ -101,7 +118,7 @@ def remove_guests() -> int:
 def start_guests(tmp: Path) -> list[tuple[str, str, int]]:
     guests = []
     for i in range(N_VMS):
-        name = f"{PREFIX}{i:02d}"
+        name = f"{PREFIX}{os.getpid()}-{i:02d}"
         path = tmp / f"{name}.xml"
         path.write_text(domain_xml(name))
         virsh("define", str(path))
@@ -240,12 +257,17 @@ def throughput(path: Path_, consoles: int, seconds: float) -> float:
     results = ctx.Queue()
     groups = [list(range(consoles))[k::2] for k in range(2)] if consoles > 1 else [[0]]
     start_at = time.time() + 3 + consoles * 0.3
-    procs = [ctx.Process(target=_worker, args=(path, g, seconds, start_at, results)) for g in groups if g]
+    procs = [ctx.Process(target=_worker, args=(path, g, seconds, start_at, results), daemon=True)
+             for g in groups if g]
     for p in procs:
         p.start()
-    got = [results.get(timeout=180) for _ in procs]
-    for p in procs:
-        p.join(30)
+    try:
+        got = [results.get(timeout=180) for _ in procs]
+    finally:
+        for p in procs:
+            p.join(30)
+            if p.is_alive():
+                p.kill()
     errors = [g for g in got if isinstance(g, str)]
     if errors:
         raise SystemExit("; ".join(errors))
@@ -281,7 +303,7 @@ async def latency(path: Path_, probes: int, background: int = 0) -> tuple[list[f
     for task in others:
         task.cancel()
     await asyncio.gather(*others, return_exceptions=True)
-    # Close every console: QEMU keeps at most 32 VNC clients per VM and drops the oldest beyond that.
+    # Close every console: QEMU takes 32 VNC clients per VM by default, and leaks add up over the rounds.
     await asyncio.gather(*(s.ws.close() for s in [r, *streams]), return_exceptions=True)
     return samples, opened
 
@@ -483,8 +505,8 @@ def main() -> list[Figure]:
                 p.wait(20)
             except (ProcessLookupError, subprocess.TimeoutExpired):
                 pass
-        n = remove_guests()
-        say(f"removed {n} {PREFIX}* guests")
+        n = remove_guests(only_ours=True)
+        say(f"removed our {n} guests")
         if stack is not None:
             stop_stack(stack)
         tmp.cleanup()
