@@ -28,9 +28,11 @@ Progress goes to stderr; the figures are the last lines on stdout.
 from __future__ import annotations
 
 import asyncio
+import faulthandler
 import math
 import multiprocessing
 import os
+import queue
 import re
 import signal
 import struct
@@ -211,7 +213,12 @@ class Path_:
         if self.ws_port is not None:
             return f"ws://127.0.0.1:{self.ws_port}/?token={name}", {}
         headers = {"Authorization": f"Bearer {self.token}"}
-        r = httpx.post(f"{self.base}/api/v1/vms/{uuid}/console", json={"type": "vnc"}, headers=headers, timeout=30)
+        deadline = time.monotonic() + 60
+        while True:  # 503 while the console service reconnects to a restarted libvirtd: ask again
+            r = httpx.post(f"{self.base}/api/v1/vms/{uuid}/console", json={"type": "vnc"}, headers=headers, timeout=30)
+            if r.status_code != 503 or time.monotonic() > deadline:
+                break
+            time.sleep(1)
         r.raise_for_status()
         return self.base.replace("http://", "ws://") + r.json()["url"], headers
 
@@ -245,6 +252,8 @@ def _worker(path: Path_, indexes: list[int], seconds: float, start_at: float, re
             await r.ws.close()
         return sum(counted)
 
+    faulthandler.enable()  # a crash, or a hang past two minutes, leaves its stack on stderr
+    faulthandler.dump_traceback_later(120, exit=True)
     try:
         results.put(asyncio.run(go()))
     except BaseException as exc:  # noqa: BLE001 - reported by the parent
@@ -253,7 +262,8 @@ def _worker(path: Path_, indexes: list[int], seconds: float, start_at: float, re
 
 def throughput(path: Path_, consoles: int, seconds: float) -> float:
     """Bytes per second over `consoles` clients in two processes (one client process would be the limit)."""
-    ctx = multiprocessing.get_context("fork")
+    # spawn, not fork: a child forked while a thread of ours held an OpenSSL lock hangs in httpx forever.
+    ctx = multiprocessing.get_context("spawn")
     results = ctx.Queue()
     groups = [list(range(consoles))[k::2] for k in range(2)] if consoles > 1 else [[0]]
     start_at = time.time() + 3 + consoles * 0.3
@@ -262,7 +272,13 @@ def throughput(path: Path_, consoles: int, seconds: float) -> float:
     for p in procs:
         p.start()
     try:
-        got = [results.get(timeout=180) for _ in procs]
+        got = []
+        for _ in procs:
+            try:
+                got.append(results.get(timeout=180))
+            except queue.Empty:
+                codes = [p.exitcode for p in procs]
+                raise SystemExit(f"{path.name}: a client process gave no result (exit codes {codes})") from None
     finally:
         for p in procs:
             p.join(30)

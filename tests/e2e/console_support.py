@@ -4,28 +4,57 @@ the console WebSocket opened the way a script would."""
 from __future__ import annotations
 
 import struct
+import subprocess
 import threading
 import time
 from pathlib import Path
 
 import httpx
-import libvirt
 from websockets.sync.client import connect
 
 from tests.e2e import virt
 
-_events_running = False
 
+class DomainEvents:
+    """Domain events seen by `virsh event --loop` in a process of its own.
 
-def libvirt_events() -> libvirt.virConnect:
-    """A connection of the test's own whose domain events are dispatched (default event loop, a thread)."""
-    global _events_running
-    if not _events_running:
-        libvirt.virEventRegisterDefaultImpl()
-        threading.Thread(target=lambda: [libvirt.virEventRunDefaultImpl() for _ in iter(int, 1)],
-                         name="libvirt-events", daemon=True).start()
-        _events_running = True
-    return libvirt.open(virt.URI)
+    Why not a connection in this process: pytest runs the async tiers first, and libvirtaio then owns
+    libvirt's event loop for the whole process, so a callback registered here is never dispatched."""
+
+    def __init__(self, name: str, timeout: float = 120):
+        self.name = name
+        self.lines: list[str] = []
+        self._proc = subprocess.Popen(
+            ["virsh", "-c", virt.URI, "event", "--domain", name, "--all", "--loop", "--timeout", str(int(timeout))],
+            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
+        )
+        threading.Thread(target=self._read, name="virsh-event", daemon=True).start()
+        # Only once virsh prints an event we caused do we know it is listening.
+        marker = f"flint-test-{time.monotonic_ns()}"
+        deadline = time.monotonic() + 30
+        while not self.seen("metadata-change"):
+            if time.monotonic() > deadline:
+                self.close()
+                raise AssertionError(f"virsh event never reported a metadata change for {name}")
+            virt.virsh("desc", name, "--live", "--title", "--new-desc", marker)
+            time.sleep(0.5)
+
+    def _read(self) -> None:
+        for line in self._proc.stdout:
+            self.lines.append(line.strip())
+
+    def seen(self, kind: str) -> bool:
+        return any(f"event '{kind}'" in line for line in list(self.lines))
+
+    def close(self) -> None:
+        self._proc.kill()
+        self._proc.wait()
+
+    def __enter__(self) -> DomainEvents:
+        return self
+
+    def __exit__(self, *_exc) -> None:
+        self.close()
 
 
 def serial_domain_xml(name: str) -> str:

@@ -14,7 +14,6 @@ import time
 from collections import Counter
 
 import httpx
-import libvirt
 import pytest
 from playwright.sync_api import TimeoutError as PlaywrightTimeout
 from websockets.exceptions import ConnectionClosed, InvalidStatus
@@ -22,9 +21,9 @@ from websockets.exceptions import ConnectionClosed, InvalidStatus
 from tests.e2e import virt
 from tests.e2e.conftest import ADMIN_PASSWORD
 from tests.e2e.console_support import (
+    DomainEvents,
     Rfb,
     define_and_start,
-    libvirt_events,
     open_ws,
     serial_domain_xml,
     ticket,
@@ -369,16 +368,9 @@ def test_browser_console_shows_the_guest_screen(stack, browser, vm, tmp_path):
         page.screenshot(path=str(tmp_path / "console-page.png"))
         assert page.get_by_test_id("console-fullscreen").is_visible()
         # Ctrl+Alt+Del reaches the guest: SeaBIOS resets the machine (libvirt reports a reboot).
-        conn = libvirt_events()
-        reboots: list[float] = []
-        cb = conn.domainEventRegisterAny(conn.lookupByUUIDString(uuid), libvirt.VIR_DOMAIN_EVENT_ID_REBOOT,
-                                         lambda *_: reboots.append(time.time()), None)
-        try:
+        with DomainEvents(name) as events:
             page.get_by_test_id("console-ctrl-alt-del").click()
-            eventually(lambda: reboots, timeout=45, what="the guest rebooting after Ctrl+Alt+Del")
-        finally:
-            conn.domainEventDeregisterAny(cb)
-            conn.close()
+            eventually(lambda: events.seen("reboot"), timeout=45, what="the guest rebooting after Ctrl+Alt+Del")
         assert "ticket" not in page.url
         console_sockets = [u for u in sockets if "/api/v1/console" in u]
         assert len(console_sockets) == 1 and "ticket=" in console_sockets[0]
