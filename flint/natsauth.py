@@ -156,3 +156,36 @@ class NatsAuth:
             conf["tls"] = {"cert_file": str(tls[0]), "key_file": str(tls[1])}
         self.write_private(self.config_file, json.dumps(conf, indent=2))
         return self.config_file
+
+
+@dataclass
+class PreparedServer:
+    config: Path  # nats-server -c <config>
+    creds: Path  # the system user's credentials file
+    url: str  # where this machine's Flint processes connect
+
+
+def prepare_server(data_dir: Path, bind: str, port: int, store_dir: Path, url: str | None = None,
+                   tls_names: set[str] = frozenset()) -> PreparedServer:
+    """The system user (created once, password kept), its credentials file and the server configuration.
+
+    Shared by `flint up` (embedded nats-server) and `flint nats init` (a nats-server run elsewhere, as in
+    compose). Beyond loopback the server serves TLS with a self-signed certificate for `tls_names`."""
+    from flint.tls import self_signed
+
+    auth = NatsAuth(data_dir)
+    auth.dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+    auth.dir.chmod(0o700)  # before the TLS key lands under it
+    loopback = bind.startswith("127.") or bind in ("localhost", "::1")
+    tls = None if loopback else self_signed(auth.dir / "tls", "nats", {bind, *tls_names} - {"0.0.0.0", "::"})
+    url = url or f"{'nats' if loopback else 'tls'}://127.0.0.1:{port}"
+    ca = None if tls is None else str(tls[0])
+    creds_path = auth.dir / "system.creds"
+    if creds_path.is_file() and any(u.user == "flint-system" for u in auth.users()):
+        creds = load_credentials(creds_path)  # keep the password; refresh where to connect
+        creds.url, creds.ca = url, ca
+    else:
+        creds = auth.add_user("system", None, url, ca, name="flint-system")
+    auth.write_private(creds_path, creds.dump())
+    config = auth.write_server_config(bind, port, store_dir, tls)
+    return PreparedServer(config=config, creds=creds_path, url=url)

@@ -109,31 +109,16 @@ def embedded_nats(settings: Settings, port: int) -> tuple[Child, Settings]:
     Returns the child and the settings the other processes connect with (URL and system credentials)."""
     from dataclasses import replace
 
-    from flint.natsauth import NatsAuth
-    from flint.tls import self_signed
+    from flint.natsauth import NatsAuth, prepare_server
 
     binary = shutil.which("nats-server") or "/usr/sbin/nats-server"
     store = settings.data_dir / "nats"
     store.mkdir(parents=True, exist_ok=True, mode=0o700)
+    prepared = prepare_server(settings.data_dir, settings.nats_bind, port, store)
     auth = NatsAuth(settings.data_dir)
-    loopback = settings.nats_bind.startswith("127.") or settings.nats_bind in ("localhost", "::1")
-    tls = None if loopback else self_signed(auth.dir / "tls", "nats", {settings.nats_bind})
-    url = f"{'nats' if loopback else 'tls'}://127.0.0.1:{port}"
-    ca = None if tls is None else str(tls[0])
-    creds_path = auth.dir / "system.creds"
-    if not creds_path.is_file() or not any(u.user == "flint-system" for u in auth.users()):
-        creds = auth.add_user("system", None, url, ca, name="flint-system")
-        auth.write_private(creds_path, creds.dump())
-    else:  # the port or TLS may have changed since: keep the password, refresh where to connect
-        from flint.natsauth import load_credentials
-
-        creds = load_credentials(creds_path)
-        creds.url, creds.ca = url, ca
-        auth.write_private(creds_path, creds.dump())
-    config = auth.write_server_config(settings.nats_bind, port, store, tls)
-    argv = [binary, "-c", str(config), "-P", str(auth.dir / "nats-server.pid")]
+    argv = [binary, "-c", str(prepared.config), "-P", str(auth.dir / "nats-server.pid")]
     child = Child(name="nats-server", argv=argv, env=dict(os.environ))
-    return child, replace(settings, nats_url=url, nats_creds=str(creds_path))
+    return child, replace(settings, nats_url=prepared.url, nats_creds=str(prepared.creds))
 
 
 async def wait_port(host: str, port: int, timeout: float) -> bool:

@@ -58,6 +58,30 @@ def credentials_create(args) -> int:
     return 0
 
 
+def server_init(args) -> int:
+    """The configuration of a nats-server Flint does not start itself (compose's `nats` service)."""
+    from pathlib import Path
+
+    from flint.natsauth import prepare_server
+
+    settings = _settings()
+    host, _, port = args.listen.rpartition(":")
+    if not host or not port.isdigit() or not 0 < int(port) < 65536:
+        print(f"flint: --listen {args.listen!r}: expected ADDRESS:PORT", file=sys.stderr)
+        return 2
+    store = Path(args.store) if args.store else settings.data_dir / "nats"
+    try:
+        prepared = prepare_server(settings.data_dir, host, int(port), store, url=args.url,
+                                  tls_names=set(args.tls_name or ()))
+    except ValueError as exc:
+        print(f"flint: {exc}", file=sys.stderr)
+        return 2
+    print(f"nats-server configuration: {prepared.config}")
+    print(f"system credentials (FLINT_NATS_CREDS): {prepared.creds}")
+    print(f"clients connect to: {prepared.url}")
+    return 0
+
+
 def credentials_list(args) -> int:
     auth = NatsAuth(_settings().data_dir)
     for u in auth.users():
@@ -137,6 +161,13 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     nats_p = sub.add_parser("nats", help="NATS credentials for agents and subscribers").add_subparsers(
         dest="verb", required=True
     )
+    p = nats_p.add_parser("init", help="configure a nats-server run outside `flint up` (compose)")
+    p.add_argument("--listen", default="127.0.0.1:4222", help="ADDRESS:PORT nats-server listens on; "
+                   "beyond loopback it serves TLS")
+    p.add_argument("--url", help="the URL Flint's processes connect to (default: from --listen)")
+    p.add_argument("--store", help="JetStream's directory as nats-server sees it (default: <data dir>/nats)")
+    p.add_argument("--tls-name", action="append", help="a name or address the certificate must also cover")
+    p.set_defaults(func=server_init)
     creds = nats_p.add_parser("credentials", help="credentials files").add_subparsers(dest="what", required=True)
     p = creds.add_parser("create", help="a new user; prints its credentials file (shown once)")
     p.add_argument("--role", required=True, choices=["agent", "subscriber"])

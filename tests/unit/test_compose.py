@@ -15,8 +15,8 @@ import yaml
 
 ROOT = Path(__file__).resolve().parents[2]
 COMPOSE = ROOT / "compose.yaml"
-SERVICES = {"nats", "inventory", "provisioner", "console", "firewall", "gateway"}
-FLINT_SERVICES = SERVICES - {"nats"}
+SERVICES = {"nats-init", "nats", "inventory", "provisioner", "console", "firewall", "gateway"}
+FLINT_SERVICES = SERVICES - {"nats", "nats-init"}
 
 needs_compose = pytest.mark.skipif(
     shutil.which("docker-compose") is None,
@@ -55,7 +55,7 @@ def test_docker_compose_accepts_the_file():
 
 
 @needs_compose
-def test_docker_compose_sees_the_six_services():
+def test_docker_compose_sees_nats_its_init_and_the_five_flint_processes():
     result = _compose("config", "--services")
     assert result.returncode == 0, result.stderr
     assert set(result.stdout.split()) == SERVICES
@@ -67,7 +67,11 @@ def test_resolved_services_are_wired_to_nats_and_libvirt():
     assert result.returncode == 0, result.stderr
     services = yaml.safe_load(result.stdout)["services"]
     assert services["nats"]["image"].startswith("nats:2.10")
-    assert services["nats"]["command"] == ["-js", "-sd", "/data"]
+    # NATS secured as under `flint up`: configuration, TLS and users written by `flint nats init`
+    assert services["nats"]["command"] == ["-c", "/var/lib/flint/nats-auth/nats-server.conf"]
+    assert services["nats"]["depends_on"]["nats-init"]["condition"] == "service_completed_successfully"
+    init = services["nats-init"]["command"]
+    assert init[:3] == ["flint", "nats", "init"] and "0.0.0.0:4222" in init and "tls://nats:4222" in init
     for name in FLINT_SERVICES:
         svc = services[name]
         module = "gateway" if name == "gateway" else f"services.{name}"
@@ -76,9 +80,11 @@ def test_resolved_services_are_wired_to_nats_and_libvirt():
         assert svc["restart"] == "unless-stopped", name
         env = svc["environment"]
         assert env["FLINT_HOST"] == "local" and env["FLINT_LIBVIRT_URI"] == "qemu:///system", name
-        assert env["FLINT_NATS_URL"].startswith("nats://"), name
+        assert env["FLINT_NATS_URL"].startswith("tls://"), name
+        assert env["FLINT_NATS_CREDS"] == "/var/lib/flint/nats-auth/system.creds", name
+        assert any(_bind(v).startswith("flint-data:/var/lib/flint") for v in svc["volumes"]), name
         assert any(_bind(v).startswith("/var/run/libvirt:/var/run/libvirt") for v in svc["volumes"]), name
-    assert services["inventory"]["environment"]["FLINT_NATS_URL"] == "nats://nats:4222"
+    assert services["inventory"]["environment"]["FLINT_NATS_URL"] == "tls://nats:4222"
     ports = services["gateway"]["ports"]
     assert any(_port(p).startswith("127.0.0.1:5550:5550") for p in ports), ports
 
