@@ -13,7 +13,7 @@ help:
 	@echo "make setup      install what is missing: apt packages, libvirtd running, .venv/, frontend/dist"
 	@echo "make run        setup, then .venv/bin/flint up \$$ARGS (e.g. ARGS=--demo)"
 	@echo "make test       setup --with-test, then every test tier (what .ci/run runs)"
-	@echo "make bench      the benchmarks in bench/, rewriting BENCHMARKS.md"
+	@echo "make bench      the benchmarks in bench/, rewriting BENCHMARKS.md (BENCH=\"console storage\": only those)"
 	@echo "make lint       ruff check"
 	@echo "make clean      caches and build output; distclean also .venv/ and frontend/node_modules"
 
@@ -28,7 +28,7 @@ test:
 	$(PYTHON) -m pytest -p no:cacheprovider $(PYTEST_ARGS) tests/unit tests/integration tests/e2e
 
 bench:
-	$(PYTHON) bench/run_all.py
+	$(PYTHON) bench/run_all.py $(BENCH)
 
 lint:
 	$(VENV)/bin/ruff check

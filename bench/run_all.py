@@ -1,4 +1,7 @@
-"""`make bench`: run every bench/<name>.py, collect the JSON figures they print, rewrite BENCHMARKS.md."""
+"""`make bench`: run every bench/<name>.py, collect the JSON figures they print, rewrite BENCHMARKS.md.
+
+`python bench/run_all.py console storage` runs only those and replaces only their sections, keeping the
+others (each section says when it was measured)."""
 
 from __future__ import annotations
 
@@ -34,9 +37,25 @@ def fmt(value) -> str:
     return "-" if value is None else str(value)
 
 
-def main() -> int:
+def existing_sections() -> dict[str, str]:
+    """BENCHMARKS.md's sections by bench name."""
+    path = ROOT / "BENCHMARKS.md"
+    if not path.is_file():
+        return {}
+    parts = path.read_text().split("\n## ")[1:]
+    return {part.split("\n", 1)[0].strip(): "## " + part.rstrip("\n") + "\n" for part in parts}
+
+
+def main(only: list[str]) -> int:
     scripts = sorted(p for p in BENCH.glob("*.py") if p.name not in SKIP)
-    sections = []
+    unknown = set(only) - {p.stem for p in scripts}
+    if unknown:
+        print(f"no bench named {', '.join(sorted(unknown))}", file=sys.stderr)
+        return 2
+    kept = existing_sections() if only else {}
+    if only:
+        scripts = [p for p in scripts if p.stem in only]
+    sections: dict[str, str] = {}
     failed = False
     for script in scripts:
         print(f"== {script.name}", flush=True)
@@ -50,20 +69,22 @@ def main() -> int:
                 f"| {f['name']} | {fmt(f['value'])} {f['unit']} | {fmt(f.get('baseline'))} | {fmt(f.get('ratio'))} "
                 f"| {fmt(f.get('target'))} | {ok} | {f.get('note', '')} |"
             )
-        text = f"## {script.stem}\n\n`python bench/{script.name}`\n\n" + "\n".join(rows) + "\n"
+        when = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC")
+        text = f"## {script.stem}\n\n`python bench/{script.name}`, {when}\n\n" + "\n".join(rows) + "\n"
         if error:
             failed = True
             text += f"\nThe script failed:\n\n```\n{error}\n```\n"
-        sections.append(text)
+        sections[script.stem] = text
     now = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC")
     header = (
         "# Benchmarks\n\n"
-        f"Written by `make bench` on {now}.\n\nMachine: {machine()}.\n\n"
+        f"Written by `make bench` (last on {now}; each section says when it ran).\n\nMachine: {machine()}.\n\n"
         "Each figure is measured against its baseline in the same run; guests run under TCG here.\n\n"
     )
-    (ROOT / "BENCHMARKS.md").write_text(header + "\n".join(sections))
+    merged = {**kept, **sections}
+    (ROOT / "BENCHMARKS.md").write_text(header + "\n".join(merged[name] for name in sorted(merged)))
     return 1 if failed else 0
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(main(sys.argv[1:]))
