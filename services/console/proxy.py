@@ -4,7 +4,10 @@ websockify listens on a loopback socket that we open (so the port survives resta
 forks a process per connection; that process hands the ticket to ``resolve`` through a Unix socket in a
 private directory (one connect and one line each way, well under a millisecond: a NATS connection per
 console cost 100-200 ms with authentication). ``resolve`` consumes the ticket in KV flint-console, so
-single use still holds in the store every process shares."""
+single use still holds in the store every process shares.
+
+websockify starts with the first connection, not with the service: an idle host pays no process for it
+(about 37 MB resident). The kernel queues that connection on our listening socket meanwhile."""
 
 from __future__ import annotations
 
@@ -45,12 +48,13 @@ class VncProxy:
         self.proc: asyncio.subprocess.Process | None = None
 
     async def run(self) -> None:
-        """Serve lookups and keep websockify running until cancelled."""
+        """Serve lookups; start websockify when a connection waits, and again whenever it exits."""
         server = await asyncio.start_unix_server(self._lookup, path=str(self.lookup_path))
         os.chmod(self.lookup_path, 0o600)
         delay = 0.5
         try:
             while True:
+                await self._connection_waiting()
                 started = time.monotonic()
                 self.proc = await asyncio.create_subprocess_exec(
                     sys.executable, "-m", "services.console.vncproxy", "--fd", str(self.sock.fileno()),
@@ -64,6 +68,16 @@ class VncProxy:
         finally:
             server.close()
             await self.stop()
+
+    async def _connection_waiting(self) -> None:
+        """Until the listening socket has a connection to accept (epoll reports it readable)."""
+        loop = asyncio.get_running_loop()
+        ready = loop.create_future()
+        loop.add_reader(self.sock.fileno(), lambda: ready.done() or ready.set_result(None))
+        try:
+            await ready
+        finally:
+            loop.remove_reader(self.sock.fileno())
 
     async def _lookup(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         try:
