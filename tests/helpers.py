@@ -107,6 +107,14 @@ def login(base: str, username: str = "admin", password: str = "correct-horse-bat
     return client
 
 
+def token_client(base: str, admin_password: str, name: str, role: str, timeout: float = 30) -> httpx.Client:
+    """A client holding a new API token of `role`, made by the admin (how scripts use the API)."""
+    admin = login(base, password=admin_password)
+    token = admin.post("/api/v1/auth/tokens", json={"name": name, "role": role}).json()["token"]
+    admin.close()
+    return httpx.Client(base_url=base, headers={"Authorization": f"Bearer {token}"}, timeout=timeout)
+
+
 def eventually(check, timeout: float = 10.0, interval: float = 0.1, what: str = "condition"):
     """Poll `check` until it returns a truthy value (tests only: the product pushes, tests wait)."""
     deadline = time.monotonic() + timeout

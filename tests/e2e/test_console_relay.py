@@ -13,7 +13,7 @@ from tests.e2e import virt
 from tests.e2e.conftest import ADMIN_PASSWORD, start_stack, stop_stack
 from tests.e2e.console_support import Rfb, define_and_start, open_ws, ticket
 from tests.e2e.screen import screenshot
-from tests.helpers import eventually, login
+from tests.helpers import eventually, token_client
 
 pytestmark = pytest.mark.e2e
 TTL = 3
@@ -29,9 +29,7 @@ def relay_stack(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def api(relay_stack):
-    client = login(relay_stack.base, password=ADMIN_PASSWORD)
-    token = client.post("/api/v1/auth/tokens", json={"name": "e2e-relay", "role": "operator"}).json()["token"]
-    return httpx.Client(base_url=relay_stack.base, headers={"Authorization": f"Bearer {token}"}, timeout=30)
+    return token_client(relay_stack.base, ADMIN_PASSWORD, "e2e-relay", "operator", timeout=30)
 
 
 @pytest.fixture(scope="module")

@@ -12,7 +12,7 @@ import pytest
 
 from tests.e2e import fwvirt, virt
 from tests.e2e.conftest import ADMIN_PASSWORD
-from tests.helpers import eventually, login
+from tests.helpers import eventually, login, token_client
 
 pytestmark = pytest.mark.e2e
 
@@ -24,9 +24,7 @@ WEB = f"e2e-web-{SUFFIX}"
 
 @pytest.fixture(scope="module")
 def api(stack):
-    client = login(stack.base, password=ADMIN_PASSWORD)
-    token = client.post("/api/v1/auth/tokens", json={"name": "e2e-firewall", "role": "admin"}).json()["token"]
-    return httpx.Client(base_url=stack.base, headers={"Authorization": f"Bearer {token}"}, timeout=60)
+    return token_client(stack.base, ADMIN_PASSWORD, "e2e-firewall", "admin", timeout=60)
 
 
 @pytest.fixture(scope="module")

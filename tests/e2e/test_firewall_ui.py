@@ -3,13 +3,12 @@ edit answered with a clear conflict message, and a VM given a ruleset from its t
 
 from __future__ import annotations
 
-import httpx
 import pytest
 from playwright.sync_api import expect
 
 from tests.e2e import virt
 from tests.e2e.conftest import ADMIN_PASSWORD
-from tests.helpers import eventually, login
+from tests.helpers import eventually, token_client
 
 pytestmark = pytest.mark.e2e
 RS = "/api/v1/firewall/rulesets"
@@ -17,9 +16,7 @@ RS = "/api/v1/firewall/rulesets"
 
 @pytest.fixture(scope="module")
 def api(stack):
-    client = login(stack.base, password=ADMIN_PASSWORD)
-    token = client.post("/api/v1/auth/tokens", json={"name": "e2e-fw-ui", "role": "admin"}).json()["token"]
-    return httpx.Client(base_url=stack.base, headers={"Authorization": f"Bearer {token}"}, timeout=60)
+    return token_client(stack.base, ADMIN_PASSWORD, "e2e-fw-ui", "admin", timeout=60)
 
 
 @pytest.fixture

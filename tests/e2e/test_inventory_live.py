@@ -15,16 +15,14 @@ from websockets.sync.client import connect
 from tests.e2e import virt
 from tests.e2e.conftest import ADMIN_PASSWORD
 from tests.e2e.test_stack import _service_pid
-from tests.helpers import eventually, login
+from tests.helpers import eventually, login, token_client
 
 pytestmark = pytest.mark.e2e
 
 
 @pytest.fixture(scope="module")
 def api(stack):
-    client = login(stack.base, password=ADMIN_PASSWORD)
-    token = client.post("/api/v1/auth/tokens", json={"name": "e2e-inventory", "role": "admin"}).json()["token"]
-    return httpx.Client(base_url=stack.base, headers={"Authorization": f"Bearer {token}"}, timeout=30)
+    return token_client(stack.base, ADMIN_PASSWORD, "e2e-inventory", "admin", timeout=30)
 
 
 @pytest.fixture

@@ -17,7 +17,6 @@ import sys
 import time
 from pathlib import Path
 
-import httpx
 import pytest
 from lxml import etree
 
@@ -26,7 +25,7 @@ from tests.e2e.conftest import ADMIN_PASSWORD
 from tests.e2e.netinstall_support import serve_tree
 from tests.e2e.screen import Screen, screenshot
 from tests.e2e.vm_create_support import destroy_lab, make_lab, wait_job
-from tests.helpers import REPO, eventually, flint_env, login
+from tests.helpers import REPO, eventually, flint_env, token_client
 
 pytestmark = pytest.mark.e2e
 SCREENS = Path("/tmp/flint-e2e-screens")
@@ -41,9 +40,7 @@ def tree(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def api(stack):
-    client = login(stack.base, password=ADMIN_PASSWORD)
-    token = client.post("/api/v1/auth/tokens", json={"name": "e2e-netinstall", "role": "operator"}).json()["token"]
-    return httpx.Client(base_url=stack.base, headers={"Authorization": f"Bearer {token}"}, timeout=60)
+    return token_client(stack.base, ADMIN_PASSWORD, "e2e-netinstall", "operator", timeout=60)
 
 
 @pytest.fixture(scope="module")

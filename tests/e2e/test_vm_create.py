@@ -30,7 +30,7 @@ from tests.e2e.vm_create_support import (
     make_lab,
     wait_job,
 )
-from tests.helpers import flint_env, login, run_async
+from tests.helpers import flint_env, login, run_async, token_client
 
 pytestmark = pytest.mark.e2e
 
@@ -41,9 +41,7 @@ SSH_KEY = ("ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOMqqnkVzrm0SdG6UOoqKLsabgH5C9ok
 
 @pytest.fixture(scope="module")
 def api(stack):
-    client = login(stack.base, password=ADMIN_PASSWORD)
-    token = client.post("/api/v1/auth/tokens", json={"name": "e2e-create", "role": "operator"}).json()["token"]
-    return httpx.Client(base_url=stack.base, headers={"Authorization": f"Bearer {token}"}, timeout=60)
+    return token_client(stack.base, ADMIN_PASSWORD, "e2e-create", "operator", timeout=60)
 
 
 @pytest.fixture(scope="module")

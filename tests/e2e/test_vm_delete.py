@@ -3,7 +3,6 @@ and a provisioner killed in the middle finishing the job after redelivery."""
 
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
 
 import httpx
@@ -11,29 +10,20 @@ import pytest
 
 from tests.e2e import virt
 from tests.e2e.conftest import ADMIN_PASSWORD
-from tests.helpers import eventually, login
+from tests.helpers import eventually, login, token_client
 
 pytestmark = pytest.mark.e2e
 
 
 @pytest.fixture(scope="module")
 def api(stack):
-    client = login(stack.base, password=ADMIN_PASSWORD)
-    token = client.post("/api/v1/auth/tokens", json={"name": "e2e-delete", "role": "operator"}).json()["token"]
-    return httpx.Client(base_url=stack.base, headers={"Authorization": f"Bearer {token}"}, timeout=30)
+    return token_client(stack.base, ADMIN_PASSWORD, "e2e-delete", "operator", timeout=30)
 
 
 @pytest.fixture(scope="module")
 def pool():
-    name = virt.unique_name("e2e-del-pool")
-    path = Path("/var/tmp") / name
-    path.mkdir()
-    virt.virsh("pool-define-as", name, "dir", "--target", str(path))
-    virt.virsh("pool-start", name)
-    yield name, path
-    virt.virsh("pool-destroy", name, check=False)
-    virt.virsh("pool-undefine", name, check=False)
-    shutil.rmtree(path, ignore_errors=True)
+    with virt.dir_pool("e2e-del-pool") as made:
+        yield made
 
 
 def _vm_with_disk(tmp_path, pool_name: str, pool_path: Path, disk: str | None = None) -> tuple[str, str, str]:

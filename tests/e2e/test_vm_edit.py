@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -15,7 +14,7 @@ from playwright.sync_api import expect
 
 from tests.e2e import virt
 from tests.e2e.conftest import ADMIN_PASSWORD
-from tests.helpers import eventually, flint_env, login
+from tests.helpers import eventually, flint_env, login, token_client
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -24,22 +23,13 @@ pytestmark = pytest.mark.e2e
 
 @pytest.fixture(scope="module")
 def api(stack):
-    client = login(stack.base, password=ADMIN_PASSWORD)
-    token = client.post("/api/v1/auth/tokens", json={"name": "e2e-edit", "role": "operator"}).json()["token"]
-    return httpx.Client(base_url=stack.base, headers={"Authorization": f"Bearer {token}"}, timeout=60)
+    return token_client(stack.base, ADMIN_PASSWORD, "e2e-edit", "operator", timeout=60)
 
 
 @pytest.fixture(scope="module")
 def pool():
-    name = virt.unique_name("e2e-edit-pool")
-    path = Path("/var/tmp") / name
-    path.mkdir()
-    virt.virsh("pool-define-as", name, "dir", "--target", str(path))
-    virt.virsh("pool-start", name)
-    yield name, path
-    virt.virsh("pool-destroy", name, check=False)
-    virt.virsh("pool-undefine", name, check=False)
-    shutil.rmtree(path, ignore_errors=True)
+    with virt.dir_pool("e2e-edit-pool") as made:
+        yield made
 
 
 @pytest.fixture(scope="module")

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import secrets
+import shutil
 import signal
 import subprocess
 import time
@@ -55,6 +57,22 @@ def define(name: str, tmp: Path, memory_mib: int = 64) -> str:
 def remove(name: str) -> None:
     virsh("destroy", name, check=False)
     virsh("undefine", name, "--nvram", check=False)
+
+
+@contextlib.contextmanager
+def dir_pool(prefix: str):
+    """A started dir pool under /var/tmp, gone afterwards with what it holds: (name, path)."""
+    name = unique_name(prefix)
+    path = Path("/var/tmp") / name
+    path.mkdir()
+    try:
+        virsh("pool-define-as", name, "dir", "--target", str(path))
+        virsh("pool-start", name)
+        yield name, path
+    finally:
+        virsh("pool-destroy", name, check=False)
+        virsh("pool-undefine", name, check=False)
+        shutil.rmtree(path, ignore_errors=True)
 
 
 def libvirtd_pid() -> int | None:
