@@ -1,8 +1,9 @@
 """Volume upload and import throughput against `virsh vol-upload` of the same file, in the same run.
 
 - `volume_upload_mb_s`: `PUT /hosts/local/pools/<pool>/volumes/<vol>/content` of a random file, from the
-  first byte sent to the `volume.upload` job's success (gateway → Object Store → provisioner → libvirt
-  stream). `volume_upload_http_mb_s`: the HTTP part alone (until the 202).
+  first byte sent to the `volume.upload` job's success (gateway → provisioner while the body arrives, by
+  TCP on the loopback they share, else a NATS channel → libvirt stream). `volume_upload_http_mb_s`: the
+  HTTP part alone (until the 202, which comes once every byte is in the volume).
 - `volume_import_mb_s`: `POST …/volumes/import` with its sha256 from python's ThreadingHTTPServer on
   127.0.0.1, until the `volume.import` job's success (download, hash and libvirt stream write).
 - Baseline for both: `virsh vol-upload` of the same file into a raw volume of the same size.
@@ -129,10 +130,10 @@ def main() -> None:
         note = f"{SIZE >> 20} MiB random file, median of {ROUNDS}; baseline virsh vol-upload of the same file"
         Figure("volume_upload_mb_s", round(med["upload"], 1), "MB/s", round(med["virsh"], 1),
                round(med["upload"] / med["virsh"], 2), ">= 0.5 x virsh", med["upload"] >= 0.5 * med["virsh"],
-               note + "; PUT until the job succeeded").emit()
+               note + "; PUT until the job succeeded; body streamed gateway -> provisioner -> libvirt stream").emit()
         Figure("volume_upload_http_mb_s", round(med["upload_http"], 1), "MB/s", round(med["virsh"], 1),
                round(med["upload_http"] / med["virsh"], 2), None, None,
-               "the PUT alone, into the flint-uploads Object Store bucket").emit()
+               "the PUT alone: the 202 comes once the provisioner wrote the last byte").emit()
         Figure("volume_import_mb_s", round(med["import"], 1), "MB/s", round(med["virsh"], 1),
                round(med["import"] / med["virsh"], 2), ">= 0.5 x virsh", med["import"] >= 0.5 * med["virsh"],
                note + "; import from 127.0.0.1 with sha256 until the job succeeded").emit()

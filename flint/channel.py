@@ -45,11 +45,17 @@ class ChannelClosed(Exception):
 class Channel:
     """``side`` is "gateway" or "host": it decides which subject is ours to publish on."""
 
-    def __init__(self, nc: NATS, host: str, channel_id: str, side: str):
+    def __init__(self, nc: NATS, host: str, channel_id: str, side: str, *, tx: str | None = None,
+                 rx: str | None = None, chunk: int = CHUNK, window: int = WINDOW, what: str = "console"):
+        """``tx``/``rx`` override the console subjects (volume uploads use their own); ``chunk`` and
+        ``window`` size the frames and the unacknowledged bytes; ``what`` names the channel in reasons."""
         up = subjects.console_channel(host, channel_id, "up")
         down = subjects.console_channel(host, channel_id, "down")
         self.nc = nc
         self.tx, self.rx = (up, down) if side == "gateway" else (down, up)
+        self.tx, self.rx = tx or self.tx, rx or self.rx
+        self.chunk, self.window, self.what = chunk, window, what
+        self.dead_after_s = DEAD_AFTER_S  # may be raised while waiting for a peer that has not opened yet
         self._inbox: asyncio.Queue[bytes] = asyncio.Queue()
         self._sub = None
         self._sent = 0  # data bytes we published
@@ -78,13 +84,13 @@ class Channel:
         if kind == b"D":
             (offset,) = struct.unpack_from(">Q", data, 1)
             if offset != self._received:
-                self._mark_closed(1011, "the console relay lost data (NATS reconnected); reconnect")
+                self._mark_closed(1011, f"the {self.what} relay lost data (NATS reconnected); reconnect")
                 return
             self._received += len(data) - 9
             self._inbox.put_nowait(data[9:])
         elif kind == b"A":
             self._acked = max(self._acked, int(data[1:] or b"0"))
-            if self._sent - self._acked <= WINDOW:
+            if self._sent - self._acked <= self.window:
                 self._window_open.set()
         elif kind == b"C":
             code, _, reason = data[1:].decode(errors="replace").partition(" ")
@@ -102,13 +108,13 @@ class Channel:
 
     async def send(self, data: bytes) -> None:
         """Send bytes, waiting while the peer is a window behind. Raises ChannelClosed once closed."""
-        for i in range(0, len(data), CHUNK):
-            while self.closed is None and self._sent - self._acked > WINDOW:
+        for i in range(0, len(data), self.chunk):
+            while self.closed is None and self._sent - self._acked > self.window:
                 self._window_open.clear()
                 await self._window_open.wait()
             if self.closed is not None:
                 raise self.closed
-            part = data[i : i + CHUNK]
+            part = data[i : i + self.chunk]
             frame = b"D" + struct.pack(">Q", self._sent) + part
             self._sent += len(part)
             await self._publish(frame)
@@ -120,7 +126,7 @@ class Channel:
             self._inbox.put_nowait(b"")  # keep later calls failing too
             raise self.closed
         self._consumed += len(data)
-        if self._consumed - self._consumed_acked >= ACK_EVERY:
+        if self._consumed - self._consumed_acked >= self.window // 4:
             self._consumed_acked = self._consumed
             with contextlib.suppress(Exception):
                 await self._publish(b"A%d" % self._consumed)
@@ -130,8 +136,8 @@ class Channel:
         while self.closed is None:
             await asyncio.sleep(KEEPALIVE_S / 2)
             now = time.monotonic()
-            if now - self._last_rx > DEAD_AFTER_S:
-                self._mark_closed(1011, "the other end of the console stopped answering")
+            if now - self._last_rx > self.dead_after_s:
+                self._mark_closed(1011, f"the other end of the {self.what} stopped answering")
                 return
             if now - self._last_tx >= KEEPALIVE_S:
                 with contextlib.suppress(Exception):

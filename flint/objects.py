@@ -1,11 +1,13 @@
 """Large payloads over NATS: a JetStream Object Store bucket written and read as streams.
 
-Why an Object Store for volume uploads (and not chunked NATS requests from the gateway to the provisioner):
-the gateway can take the whole body at network speed and answer 202 with a durable job, whatever the
-provisioner is doing; the provisioner may restart mid-upload and the job starts the libvirt write over
-from the stored object; an agent on another machine reads it over the same NATS connection it already
-has; nothing holds the whole file in memory on either side. The cost is one pass through JetStream's
-file store (disk space for the object while the job runs; the bucket's TTL removes what a crash left).
+For a payload that must outlive the connection that brought it: the writer can take it at network speed
+and hand on a durable reference, a reader that restarts starts over from the stored object, an agent on
+another machine reads it over the NATS connection it already has, and nothing holds the whole payload in
+memory. The cost is one pass through JetStream's file store (disk space while it is kept; the bucket's
+TTL removes what a crash left).
+
+Volume uploads used this until they measured 0.13 x `virsh vol-upload` (two passes over the bytes); they
+now stream straight into the volume (services/provisioner/volume_upload.py) and do not use this module.
 
 nats-py's ``ObjectStore.put/get`` read a synchronous file or build the object in memory, so the same
 on-the-wire format (chunks on ``$O.<bucket>.C.<nuid>``, a rolled-up JSON record on ``$O.<bucket>.M.<name>``)

@@ -86,6 +86,15 @@ def kv_host_prefix(host: str) -> str:
     return f"{host}.>"
 
 
+# KV flint-hosts: heartbeats under the bare host name; agentless registrations (the central supervisor
+# runs their services) under agentless.<name>. Host names have no dots, so the two never collide.
+KV_AGENTLESS_PREFIX = "agentless."
+
+
+def kv_agentless(host: str) -> str:
+    return f"{KV_AGENTLESS_PREFIX}{host}"
+
+
 # KV flint-firewall: rulesets (global) and the index of which VM uses which ruleset.
 KV_FW_RULESET_PREFIX = "ruleset."
 KV_FW_USAGE_PREFIX = "usage."
@@ -121,3 +130,10 @@ def kv_console_ticket(digest: str) -> str:
 def console_channel(host: str, channel: str, direction: str) -> str:
     """flint.<host>.console.chan.<id>.<up|down>: up = gateway to the host, down = host to the gateway."""
     return f"flint.{host}.console.chan.{_token(channel)}.{direction}"
+
+
+# Volume uploads: the body streams from the gateway to the provisioner's job on a channel (flint/channel.py).
+def upload_channel(host: str, channel: str) -> str:
+    """flint.<host>.provisioner.upload.<id>: gateway to the host. The host answers (ready, acks, the result)
+    on an inbox the gateway names in the job, which an agent's NATS user may publish to."""
+    return f"flint.{host}.provisioner.upload.{_token(channel)}"

@@ -1,4 +1,4 @@
-"""Pools and volumes of a host: requests to its provisioner; uploads streamed through the Object Store.
+"""Pools and volumes of a host: requests to its provisioner; uploads streamed to its job as they arrive.
 
 Roles (gateway/authz.py): reads are viewer; volume changes, uploads, imports and pool start/stop/refresh/
 autostart are operator; creating and deleting pools, and the `build` action, are admin, because they
@@ -15,11 +15,11 @@ from typing import Annotated, Any
 import msgspec
 import structlog
 from litestar import Controller, Request, Response, delete, get, post, put
-from litestar.exceptions import InternalServerException
 from litestar.params import Parameter
 from msgspec import Meta
 
-from flint import bus, objects, subjects
+from flint import bus, subjects
+from flint.channel import DEAD_AFTER_S, Channel, ChannelClosed, loopback_namespace
 from flint.contracts.common import ServiceError
 from flint.contracts.jobs import PublicJob
 from flint.contracts.storage import (
@@ -147,9 +147,12 @@ class StorageController(Controller):
         vol: str,
         content_length: Annotated[int | None, Parameter(header="content-length", required=False)] = None,
     ) -> Response[PublicJob]:
-        """The body becomes a new volume (raw bytes: an ISO, a qcow2 or raw image). It is streamed into the
-        upload bucket (never held in memory), then a volume.upload job writes it into the pool; the
-        answer is that job (202). Content-Length is required and must fit the pool's free space."""
+        """The body becomes a new volume (raw bytes: an ISO, a qcow2 or raw image). A volume.upload job
+        makes the volume, then the body goes to it while it arrives (by TCP when the provisioner shares our
+        loopback, else on the flow-controlled NATS channel that also carries the job's answers) and on into
+        a libvirt stream: never held in memory, never staged on disk. The answer (202, the job) comes once
+        every byte is in the volume. Content-Length is required and must fit the pool's free space. An
+        upload cut off on the way fails its job, which deletes the volume: upload again."""
         if content_length is None:
             raise ServiceError(411, "Content-Length is required: send the file's size with the upload",
                                "Content-Length")
@@ -158,45 +161,131 @@ class StorageController(Controller):
         await _ask(request, host, "volume.upload.check", UploadCheck(pool=pool, name=vol, size=content_length),
                    UploadCheckReply, timeout=60)
         g = gw(request)
-        js = g.nc.jetstream()
-        await objects.open_bucket(js, replicas=g.settings.stream_replicas)
-        name = f"{host}.{secrets.token_hex(12)}"
+        channel_id = secrets.token_hex(12)
+        ch = Channel(g.nc, host, channel_id, "gateway", tx=subjects.upload_channel(host, channel_id),
+                     rx=g.nc.new_inbox(), chunk=UPLOAD_CHUNK, window=UPLOAD_WINDOW, what="upload")
+        ch.dead_after_s = READY_TIMEOUT_S + 30  # the job may wait in the queue; _wait_ready watches it
+        await ch.open()
+        direct: asyncio.StreamWriter | None = None
         try:
-            size, _ = await objects.put_stream(js, name, request.stream(), limit=content_length)
-        except objects.TooLarge:
-            raise ServiceError(400, f"the body is longer than its Content-Length ({content_length})",
-                               "Content-Length") from None
-        except InternalServerException:
-            raise ServiceError(400, "the upload was cut off before its end") from None
-        if size != content_length:
-            await objects.delete(js, name)
-            raise ServiceError(400, f"the upload ended after {size} of {content_length} bytes", "Content-Length")
-        try:
-            answer = await submit_job(request, host, "volume.upload",
-                                      {"pool": pool, "name": vol, "size": size, "object": name})
-        except BaseException:
-            await objects.delete(js, name)
+            answer = await submit_job(request, host, "volume.upload", {
+                "pool": pool, "name": vol, "size": content_length, "channel": channel_id, "reply": ch.rx,
+                "loopback": loopback_namespace()})
+            job_id = answer.content.id
+            ready = await _wait_ready(g, ch, job_id)
+            ch.dead_after_s = DEAD_AFTER_S
+            if ready.get("port"):
+                direct = await _connect(ready)
+            await _send_body(request, ch, direct, content_length)
+            await _wait_written(ch, content_length)
+        except BaseException as exc:
+            reason = exc.message if isinstance(exc, ServiceError) else "the gateway stopped the upload"
+            await ch.close(4000 + (exc.code if isinstance(exc, ServiceError) else 500), reason)
             raise
-        task = asyncio.create_task(_drop_when_done(g, answer.content.id, name))
-        _cleanups.add(task)
-        task.add_done_callback(_cleanups.discard)
+        finally:
+            if direct is not None:
+                direct.close()
+        await ch.close(1000, "done")
+        job = g.view.jobs.get(job_id)
+        if job is not None and job.updated_at >= answer.content.updated_at:
+            answer = Response(job, status_code=202, headers=dict(answer.headers))
         return answer
 
 
-_cleanups: set[asyncio.Task] = set()
+UPLOAD_CHUNK = 1024 * 1024 - 1024  # one NATS message per frame, under nats-server's default max_payload (1 MiB)
+UPLOAD_WINDOW = 16 * 1024 * 1024  # bytes in flight to the provisioner before the gateway waits
+READY_TIMEOUT_S = 180.0  # how long the body waits for the job to start (queued behind others, a restart)
 
 
-async def _drop_when_done(g, job_id: str, name: str) -> None:
-    """The host's job deletes the object when it ends; an agent's NATS user may not be allowed to (it
-    cannot purge streams), so the gateway that wrote it makes sure. What a gateway restart forgets, the
-    bucket's TTL removes."""
-    deadline = time.monotonic() + subjects.OBJ_UPLOADS_TTL_S
-    while time.monotonic() < deadline:
-        job = g.view.jobs.get(job_id)
-        if job is not None and job.state in ("succeeded", "failed"):
-            break
-        await asyncio.sleep(2)
+def _channel_error(exc: ChannelClosed, what: str) -> ServiceError:
+    """The host closes with 4000 + an HTTP status and the job's reason; anything else means it went away."""
+    if 4400 <= exc.code < 4600:
+        return ServiceError(exc.code - 4000, exc.reason)
+    return ServiceError(503, f"the host's provisioner went away {what} ({exc.reason}); the upload's job rolls "
+                             "back: upload again")
+
+
+async def _wait_ready(g, ch: Channel, job_id: str) -> dict:
+    """Until the job's write step opens its end. Meanwhile the job may be queued or fail (it says why)."""
+    deadline = time.monotonic() + READY_TIMEOUT_S
+    ready = asyncio.ensure_future(ch.recv())
     try:
-        await objects.delete(g.nc.jetstream(), name)
-    except Exception as exc:  # noqa: BLE001 - the TTL removes it later; say so
-        log.warning("upload object not deleted", object=name, error=repr(exc))
+        while True:
+            done, _ = await asyncio.wait({ready}, timeout=0.5)
+            if done:
+                try:
+                    message = msgspec.json.decode(ready.result())
+                except ChannelClosed as exc:
+                    raise _channel_error(exc, "before the upload started") from None
+                if message.get("ready"):
+                    return message
+                raise ServiceError(500, f"the provisioner answered the upload with {message!r}")
+            job = g.view.jobs.get(job_id)
+            if job is not None and job.state == "failed":
+                raise ServiceError(502, f"the upload's job {job_id} failed before receiving: {job.error}")
+            if time.monotonic() > deadline:
+                raise ServiceError(503, f"the host's provisioner did not start the upload within "
+                                        f"{READY_TIMEOUT_S:.0f} s (job {job_id}); try again later")
+    finally:
+        if not ready.done():
+            ready.cancel()
+
+
+async def _connect(ready: dict) -> asyncio.StreamWriter:
+    """The provisioner shares our loopback and listens for this upload: the body goes by TCP."""
+    try:
+        _, writer = await asyncio.open_connection("127.0.0.1", int(ready["port"]))
+    except OSError as exc:
+        raise ServiceError(503, f"the provisioner's upload port did not answer ({exc}); upload again") from None
+    writer.write(str(ready.get("token", "")).encode() + b"\n")
+    return writer
+
+
+async def _send_body(request: Request, ch: Channel, direct: asyncio.StreamWriter | None, length: int) -> None:
+    """Forward the body as it arrives: by TCP on the loopback, or on the channel (both flow-controlled)."""
+    sent = 0
+    try:
+        async for data in request.stream():
+            if not data:
+                continue
+            sent += len(data)
+            if sent > length:
+                raise ServiceError(400, f"the body is longer than its Content-Length ({length})", "Content-Length")
+            if ch.closed is not None:
+                raise ch.closed
+            if direct is None:
+                await ch.send(data)
+            else:
+                direct.write(data)
+                await direct.drain()
+        if direct is not None:
+            await direct.drain()
+    except ChannelClosed as exc:
+        raise _channel_error(exc, f"after {sent} of {length} bytes") from None
+    except ServiceError:
+        raise
+    except OSError as exc:
+        if ch.closed is None:
+            await asyncio.sleep(0.5)  # the provisioner says why right after it drops the connection
+        if ch.closed is not None:
+            raise _channel_error(ch.closed, f"after {sent} of {length} bytes") from None
+        raise ServiceError(503, f"the connection to the provisioner broke after {sent} of {length} bytes "
+                                f"({exc}); upload again") from None
+    except Exception:  # noqa: BLE001 - the client went away or broke the body off
+        raise ServiceError(400, f"the upload was cut off after {sent} of {length} bytes; nothing was kept: "
+                                "upload again") from None
+    if sent != length:
+        raise ServiceError(400, f"the upload ended after {sent} of {length} bytes", "Content-Length")
+
+
+async def _wait_written(ch: Channel, length: int) -> None:
+    """The provisioner's word that every byte is in the volume (it answers after libvirt's finish)."""
+    try:
+        while True:
+            message = msgspec.json.decode(await ch.recv())
+            if "written" in message:
+                if message["written"] != length:
+                    raise ServiceError(500, f"the provisioner wrote {message['written']} of {length} bytes")
+                return
+    except ChannelClosed as exc:
+        raise _channel_error(exc, "while finishing the upload") from None

@@ -6,7 +6,8 @@ from services.provisioner.jobs import JobKind
 from services.provisioner.vm_clone import VM_CLONE
 from services.provisioner.vm_create import VM_CREATE
 from services.provisioner.vm_delete import VM_DELETE
-from services.provisioner.volume_jobs import VOLUME_IMPORT, VOLUME_UPLOAD
+from services.provisioner.volume_jobs import VOLUME_IMPORT
+from services.provisioner.volume_upload import VOLUME_UPLOAD
 
 
 def job_kinds() -> dict[str, JobKind]:

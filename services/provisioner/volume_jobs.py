@@ -1,10 +1,10 @@
-"""Jobs volume.upload and volume.import: bytes from the gateway's upload bucket, or from an http(s) URL,
-written into a new volume through a libvirt stream, with progress; undone completely when they fail.
+"""Job volume.import, and what it shares with volume.upload (services/provisioner/volume_upload.py): bytes
+from an http(s) URL written into a new volume through a libvirt stream, with progress; undone completely
+when it fails.
 
-volume.upload: receive (the object the gateway stored) → create volume → write → finish (object deleted).
 volume.import: download (volume made from the server's Content-Length, sha256 computed on the fly) →
 verify (the sha256 asked for; the format asked for). A mismatch fails the job naming both sums, and the
-rollback deletes the volume. A provisioner that dies mid-write starts the write over after redelivery.
+rollback deletes the volume. A provisioner that dies mid-download starts it over after redelivery.
 """
 
 from __future__ import annotations
@@ -22,7 +22,6 @@ import libvirt
 import msgspec
 import structlog
 
-from flint import objects
 from flint.contracts.common import ServiceError
 from flint.service import ServiceContext
 from flint.virt.connection import libvirt_error
@@ -167,62 +166,6 @@ async def _finish_volume(run: JobRun) -> dict[str, Any]:
 
 
 # ---- volume.upload -----------------------------------------------------------------------------------
-
-async def validate_upload(ctx: ServiceContext, params: dict[str, Any]) -> tuple[dict[str, Any], str]:
-    pool, name = str(params.get("pool", "")), check_volume_name(str(params.get("name", "")))
-    size, obj = params.get("size"), str(params.get("object", ""))
-    if not isinstance(size, int) or size < 1:
-        raise _fail("size", "must be a positive number of bytes", 400)
-    await check_target(ctx, pool, name, size)
-    found = await objects.info(ctx.js, obj)
-    if found is None or found.size != size:
-        raise _fail("object", f"the uploaded data {obj!r} is not in the upload bucket (or has another size)", 400)
-    return {"pool": pool, "name": name, "size": size, "object": obj}, f"{pool}/{name}"
-
-
-async def upload_receive(run: JobRun) -> None:
-    if await objects.info(run.ctx.js, run.params["object"]) is None:
-        raise ServiceError(410, "the uploaded data is gone from the upload bucket (expired?); upload again")
-
-
-async def upload_drop_object(run: JobRun) -> None:
-    """Remove the uploaded data. An agent's NATS user may not be allowed to: the gateway that stored it
-    deletes it too when the job ends, and the bucket's TTL catches the rest."""
-    try:
-        await objects.delete(run.ctx.js, run.params["object"])
-    except Exception as exc:  # noqa: BLE001 - not a reason to fail the job
-        log.warning("upload object not deleted here", object=run.params["object"], error=repr(exc))
-
-
-async def upload_create(run: JobRun) -> None:
-    await _make_volume(run, run.params["size"])
-
-
-async def upload_write(run: JobRun) -> None:
-    p = run.params
-    report = _progress(run, VOLUME_UPLOAD, "write", p["size"], "written")
-    written = await write_stream(run.ctx.virt, p["pool"], p["name"], p["size"],
-                                 objects.read_stream(run.ctx.js, p["object"]), report)
-    if written != p["size"]:
-        raise ServiceError(500, f"wrote {written} bytes of {p['size']}")
-
-
-async def upload_finish(run: JobRun) -> None:
-    await _finish_volume(run)
-    await upload_drop_object(run)
-
-
-VOLUME_UPLOAD = JobKind(
-    name="volume.upload",
-    validate=validate_upload,
-    steps=[
-        Step("receive", upload_receive, undo=upload_drop_object, weight=0.5),
-        Step("create volume", upload_create, undo=_undo_volume, weight=0.5),
-        Step("write", upload_write, weight=18),
-        Step("finish", upload_finish, weight=1),
-    ],
-)
-
 
 # ---- volume.import -----------------------------------------------------------------------------------
 

@@ -1,5 +1,7 @@
-"""volume.upload survives its provisioner: killed right after making the volume, the job is redelivered,
-writes the stored upload and succeeds; nothing is left in the upload bucket."""
+"""volume.upload survives its provisioner dying before the bytes flow: killed right after making the
+volume, the job is redelivered while the gateway still holds the client's body, takes the stream and
+succeeds; one volume, nothing in the (no longer used) upload bucket. Dying while receiving: see
+test_storage_upload.py (the job fails and deletes the volume; the client uploads again)."""
 
 from __future__ import annotations
 
