@@ -44,6 +44,7 @@ class Settings:
     console_relay: str = "auto"  # auto: proxy to a same-machine websockify, else over NATS; nats: always NATS
     nats_creds: str | None = None  # a credentials file (flint nats credentials create)
     nats_bind: str = "127.0.0.1"  # where the embedded nats-server listens; beyond loopback it serves TLS
+    agentless: bool = False  # set by `flint up` for the services of a host added through POST /api/v1/hosts
 
     @property
     def bind_host(self) -> str:
@@ -111,4 +112,5 @@ def load_settings(env: dict[str, str] | None = None) -> Settings:
         console_relay=console_relay,
         nats_creds=get("FLINT_NATS_CREDS"),
         nats_bind=get("FLINT_NATS_BIND") or "127.0.0.1",
+        agentless=get("FLINT_AGENTLESS") == "1",
     )

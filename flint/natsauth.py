@@ -67,11 +67,13 @@ def permissions(role: str, host: str | None) -> dict:
                 "allow": [
                     f"flint.evt.{host}.>", f"flint.live.{host}.>", subjects.job(host), subjects.audit(host),
                     kv(subjects.KV_INVENTORY, f"{host}.>"), kv(subjects.KV_HOSTS, host), kv(subjects.KV_JOBS, f"{host}.>"), kv(subjects.KV_CONSOLE, ">"),
+                    kv(subjects.KV_FIREWALL, f"{subjects.KV_FW_USAGE_PREFIX}{host}.>"),  # its VMs' ruleset usage
                     "$JS.API.>", "$JS.ACK.>", "$SRV.>", "_INBOX.>",
                 ],
                 "deny": JS_ADMIN_DENY,
             },
-            "subscribe": {"allow": [f"flint.{host}.>", "$SRV.>", "_INBOX.>"]},
+            # its own requests, and its own host's events (the firewall follows its VMs' domain events)
+            "subscribe": {"allow": [f"flint.{host}.>", f"flint.evt.{host}.>", "$SRV.>", "_INBOX.>"]},
             "allow_responses": True,
         }
     if role == "subscriber":

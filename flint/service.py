@@ -18,6 +18,7 @@ from flint.config import Settings, load_settings
 from flint.contracts.common import Empty
 from flint.contracts.health import HealthReply, LibvirtStatus
 from flint.log import setup_logging
+from flint.sshhosts import display_uri
 from flint.virt.connection import VirtConnection
 from flint.virt.kvm import detect_virt_type
 from flint.virt.version import LibvirtTooOld
@@ -66,7 +67,7 @@ class ServiceContext:
             started_at=self.started_at,
             libvirt=LibvirtStatus(
                 connected=virt.connected,
-                uri=virt.uri,
+                uri=display_uri(virt.uri),
                 version=virt.version,
                 virt_type=self.virt_type,
                 virt_type_reason=self.virt_type_reason,
@@ -123,7 +124,7 @@ async def _main(name: str, settings: Settings, setup: Setup) -> None:
     endpoints = [bus.Endpoint("health", Empty, health), *await setup(ctx)]
     svc = await bus.serve(nc, settings.host, name, __version__, endpoints)
     virt_task = asyncio.create_task(virt.run(), name="libvirt")
-    log.info("service started", uri=settings.libvirt_uri, virt_type=report.virt_type)
+    log.info("service started", uri=display_uri(settings.libvirt_uri), virt_type=report.virt_type)
 
     stop_wait = asyncio.create_task(stop.wait())
     done, _ = await asyncio.wait({stop_wait, virt_task}, return_when=asyncio.FIRST_COMPLETED)

@@ -37,6 +37,7 @@ class Child:
     started_at: float = 0.0
     failures: int = 0
     restarts: int = 0
+    retired: bool = False  # stopped for good (its agentless host was removed): not restarted
 
     async def start(self) -> None:
         self.proc = await asyncio.create_subprocess_exec(
@@ -82,10 +83,10 @@ class Supervisor:
 
     async def supervise(self, child: Child) -> None:
         """Keep one child running until we stop."""
-        while not self.stopping:
+        while not self.stopping and not child.retired:
             await child.start()
             code = await child.proc.wait()
-            if self.stopping:
+            if self.stopping or child.retired:
                 return
             lived = time.monotonic() - child.started_at
             child.failures = 0 if lived > STABLE_AFTER_S else child.failures + 1
@@ -99,8 +100,8 @@ def python_child(name: str, module: str, env: dict[str, str]) -> Child:
     return Child(name=name, argv=[sys.executable, "-m", module], env=env)
 
 
-def service_children(sup: Supervisor, host: str, uri: str) -> list[Child]:
-    env = sup.child_env(FLINT_HOST=host, FLINT_LIBVIRT_URI=uri)
+def service_children(sup: Supervisor, host: str, uri: str, **extra: str) -> list[Child]:
+    env = sup.child_env(FLINT_HOST=host, FLINT_LIBVIRT_URI=uri, **extra)
     return [python_child(f"{s}@{host}", f"services.{s}", env) for s in subjects.SERVICES]
 
 
@@ -214,6 +215,9 @@ async def run_up(settings: Settings, demo: bool, nats_port: int, wait_timeout: f
             await sup.nats.stop()
             return 1
     tasks += [asyncio.create_task(sup.supervise(c)) for c in sup.children]
+    from flint.agentless import AgentlessHosts
+
+    agentless = asyncio.create_task(AgentlessHosts(sup).run())  # registered SSH hosts (POST /api/v1/hosts)
     health = asyncio.create_task(wait_healthy(settings, [settings.host], wait_timeout, gateway=True))
     await asyncio.wait({health, asyncio.create_task(stop.wait())}, return_when=asyncio.FIRST_COMPLETED)
     if not health.done():  # stopped while still starting
@@ -241,6 +245,8 @@ async def run_up(settings: Settings, demo: bool, nats_port: int, wait_timeout: f
     await stop.wait()
     print("flint up: stopping", flush=True)
     sup.stopping = True
+    agentless.cancel()  # stops the agentless hosts' services
+    await asyncio.gather(agentless, return_exceptions=True)
     await asyncio.gather(*(c.stop() for c in sup.children))
     if sup.nats is not None:
         await sup.nats.stop()

@@ -23,6 +23,7 @@ from gateway.routes.console import console_socket, open_console
 from gateway.routes.events import events
 from gateway.routes.firewall import FirewallController, VMFirewallController, host_nwfilters
 from gateway.routes.health import HealthController
+from gateway.routes.hosts import HostsController
 from gateway.routes.inventory import InventoryController
 from gateway.routes.jobs import JobsController
 from gateway.routes.networks import NetworksController
@@ -77,6 +78,7 @@ def create_app(settings: Settings) -> Litestar:
             AuthController,
             UsersController,
             InventoryController,
+            HostsController,
             VMWritesController,
             VMEditController,
             JobsController,

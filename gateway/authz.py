@@ -24,6 +24,9 @@ ROUTE_ROLES: dict[tuple[str, str], str] = {
     ("GET", f"{API}/health/details"): "viewer",
     ("GET", f"{API}/hosts"): "viewer",
     ("GET", f"{API}/hosts/{{host}}"): "viewer",
+    # agentless hosts: adding one hands Flint an SSH key to a hypervisor, so admins only
+    ("POST", f"{API}/hosts"): "admin",
+    ("DELETE", f"{API}/hosts/{{host}}"): "admin",
     ("GET", f"{API}/vms"): "viewer",
     ("GET", f"{API}/vms/{{vm_id}}"): "viewer",
     ("GET", f"{API}/vms/{{vm_id}}/metrics"): "viewer",

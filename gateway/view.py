@@ -12,6 +12,7 @@ import structlog
 from nats.aio.client import Client as NATS
 
 from flint import subjects
+from flint.contracts.hosts import HostRegistration
 from flint.contracts.inventory import VM, HostFacts, Network, Pool
 from flint.contracts.jobs import Job, PublicJob, public_view
 
@@ -25,12 +26,14 @@ class InventoryView:
         self.vm_json: dict[str, bytes] = {}
         self.hosts: dict[str, HostFacts] = {}
         self.heartbeats: dict[str, HostFacts] = {}
+        self.registrations: dict[str, HostRegistration] = {}  # agentless hosts (KV flint-hosts agentless.<name>)
         self.pools: dict[tuple[str, str], Pool] = {}
         self.networks: dict[tuple[str, str], Network] = {}
         self.jobs: dict[str, PublicJob] = {}
         self.ready = asyncio.Event()
         self._dec_vm = msgspec.json.Decoder(VM)
         self._dec_host = msgspec.json.Decoder(HostFacts)
+        self._dec_reg = msgspec.json.Decoder(HostRegistration)
         self._dec_pool = msgspec.json.Decoder(Pool)
         self._dec_net = msgspec.json.Decoder(Network)
         self._dec_job = msgspec.json.Decoder(Job)
@@ -113,6 +116,13 @@ class InventoryView:
             self.jobs.pop(job_id, None)
 
     def _apply_heartbeat(self, key: str, value: bytes | None) -> None:
+        if key.startswith(subjects.KV_AGENTLESS_PREFIX):
+            name = key[len(subjects.KV_AGENTLESS_PREFIX):]
+            if value:
+                self.registrations[name] = self._dec_reg.decode(value)
+            else:
+                self.registrations.pop(name, None)
+            return
         if value:
             self.heartbeats[key] = self._dec_host.decode(value)
         else:
@@ -120,12 +130,16 @@ class InventoryView:
 
     # reads
     def host_names(self) -> list[str]:
-        return sorted(set(self.hosts) | set(self.heartbeats))
+        return sorted(set(self.hosts) | set(self.heartbeats) | set(self.registrations))
 
     def host(self, name: str) -> HostFacts | None:
         facts = self.heartbeats.get(name) or self.hosts.get(name)
         if facts is None:
-            return None
+            reg = self.registrations.get(name)
+            if reg is None:
+                return None
+            # Registered, its services not reporting yet: "starting" (asking it answers 503 at once).
+            return HostFacts(name=name, uri=reg.uri, state="starting", remote=reg.kind == "ssh", agentless=True)
         age = time.time() - facts.updated_at
         state = "up" if age <= UNREACHABLE_AFTER_S else "unreachable"
         return msgspec.structs.replace(facts, state=state)

@@ -103,6 +103,33 @@ def host_list(args, client: Client) -> int:
     return _out(args, hosts, render)
 
 
+def _read_text(path: str, what: str) -> str:
+    if path == "-":
+        return sys.stdin.read()
+    try:
+        with open(path) as f:  # noqa: PTH123
+            return f.read()
+    except OSError as exc:
+        raise ApiError(0, f"cannot read {what} {path}: {exc.strerror or exc}") from None
+
+
+def host_add(args, client: Client) -> int:
+    body: dict[str, Any] = {"name": args.name, "uri": args.uri}
+    if args.key:
+        body["ssh_private_key"] = _read_text(args.key, "the key")
+    if args.known_hosts:
+        body["known_hosts"] = _read_text(args.known_hosts, "known_hosts")
+    reg = client.post("/hosts", body)
+    keys = ", ".join(reg.get("host_keys") or []) or "none (test driver)"
+    return _out(args, reg, lambda r: f"host {r['name']} added ({r['uri']}); host keys: {keys}\n"
+                "its services start now: `flint host list` shows it up within seconds")
+
+
+def host_remove(args, client: Client) -> int:
+    client.delete(f"/hosts/{args.name}")
+    return _out(args, {"name": args.name, "removed": True}, lambda r: f"host {r['name']} removed")
+
+
 def storage_summary(args, client: Client) -> int:
     summary = client.get("/storage/summary")
 
@@ -244,6 +271,13 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
 
     host = sub.add_parser("host", help="hypervisor hosts").add_subparsers(dest="verb", required=True)
     verb(host, "list", host_list, "list hosts")
+    p = verb(host, "add", host_add, "add an agentless host reached over SSH (admin)")
+    p.add_argument("name", help="short name: 1-63 of a-z, 0-9 and '-'")
+    p.add_argument("--uri", required=True, help="qemu+ssh://user@host[:port]/system (or test:///file.xml)")
+    p.add_argument("--key", help="private key file for the SSH login (unencrypted)")
+    p.add_argument("--known-hosts", help="known_hosts file with the host's key (e.g. checked ssh-keyscan output)")
+    p = verb(host, "remove", host_remove, "remove an agentless host: stops its services, forgets its VMs here")
+    p.add_argument("name")
     storage = sub.add_parser("storage", help="storage figures").add_subparsers(dest="verb", required=True)
     verb(storage, "summary", storage_summary, "capacity, used and free per host and filesystem")
     verb(sub, "health", health, "health of NATS, libvirt and every service")

@@ -67,6 +67,7 @@ class HostFacts(msgspec.Struct, kw_only=True):
     uptime_s: float = 0.0
     cpu_percent: float = 0.0
     remote: bool = False
+    agentless: bool = False  # added through POST /api/v1/hosts: its services run under the central `flint up`
     updated_at: float = 0.0
 
 

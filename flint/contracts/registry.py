@@ -16,6 +16,7 @@ from flint.contracts.firewall import (
     VMFirewallSet,
 )
 from flint.contracts.health import HealthReply
+from flint.contracts.hosts import HostRegistration
 from flint.contracts.inventory import (
     VM,
     HostFacts,
@@ -126,4 +127,5 @@ REQUESTS = {
 HEALTH = (Empty, HealthReply)
 OTHER = {"JobRef": JobRef, "AuditRecord": AuditRecord, "ErrorReply": ErrorReply, "Event": Event,
          "RulesetDoc": RulesetDoc, "Usage": Usage,  # KV flint-firewall documents
-         "TicketRecord": TicketRecord}  # KV flint-console (key t.<sha256 of the ticket>)
+         "TicketRecord": TicketRecord,  # KV flint-console (key t.<sha256 of the ticket>)
+         "HostRegistration": HostRegistration}  # KV flint-hosts (key agentless.<name>)

@@ -12,6 +12,7 @@ import libvirtaio
 import structlog
 
 from flint.contracts.common import ServiceError
+from flint.sshhosts import display_uri
 from flint.virt.version import check_libvirt_version, format_version
 
 log = structlog.get_logger()
@@ -62,7 +63,7 @@ class VirtConnection:
     @property
     def conn(self) -> libvirt.virConnect:
         if self._conn is None:
-            raise ServiceError(503, f"libvirt at {self.uri} is not connected: {self.last_error or 'connecting'}")
+            raise ServiceError(503, f"libvirt at {display_uri(self.uri)} is not connected: {self.last_error or 'connecting'}")
         return self._conn
 
     async def wait_connected(self, timeout: float | None = None) -> None:
@@ -85,7 +86,7 @@ class VirtConnection:
                 check_libvirt_version(daemon_version)
             except libvirt.libvirtError as exc:
                 self.last_error = exc.get_error_message() or str(exc)
-                log.warning("libvirt connect failed, retrying", uri=self.uri, error=self.last_error, retry_in=delay)
+                log.warning("libvirt connect failed, retrying", uri=display_uri(self.uri), error=self.last_error, retry_in=delay)
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 10.0)
                 continue
@@ -100,7 +101,7 @@ class VirtConnection:
                 log.warning("libvirt keepalive unavailable", error=str(exc))
             self._conn = conn
             self.last_error = None
-            log.info("libvirt connected", uri=self.uri, version=self.version)
+            log.info("libvirt connected", uri=display_uri(self.uri), version=self.version)
             for callback in self._on_connect:
                 try:
                     await callback(conn)
@@ -110,7 +111,7 @@ class VirtConnection:
             await self._closed.wait()
             self._connected.clear()
             self._conn = None
-            log.warning("libvirt connection lost, reconnecting", uri=self.uri, reason=self.last_error)
+            log.warning("libvirt connection lost, reconnecting", uri=display_uri(self.uri), reason=self.last_error)
             try:
                 conn.close()
             except libvirt.libvirtError:

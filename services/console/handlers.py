@@ -26,11 +26,13 @@ from flint.contracts.console import (
     VncTargetReply,
 )
 from flint.service import ServiceContext
+from flint.sshhosts import ssh_params
 from flint.tickets import TicketRefused, TicketStore
 from flint.virt.connection import libvirt_error
 from services.console.proxy import VncProxy
 from services.console.sessions import SerialSession, vnc_over_channel
 from services.console.targets import check_console, is_remote_uri, vnc_target
+from services.console.tunnel import SshTunnel
 from services.provisioner.lifecycle import state_name
 
 log = structlog.get_logger()
@@ -51,8 +53,13 @@ def _refused(exc: TicketRefused) -> ServiceError:
 
 async def setup(ctx: ServiceContext) -> list[Endpoint]:
     store = TicketStore(await ctx.js.key_value(subjects.KV_CONSOLE))
-    remote = is_remote_uri(ctx.settings.libvirt_uri)
+    ssh = ssh_params(ctx.settings.libvirt_uri)
+    tunnel = SshTunnel(ssh) if ssh else None  # VNC of an SSH host: through an SSH tunnel (tunnel.py)
+    remote = tunnel is None and is_remote_uri(ctx.settings.libvirt_uri)
     sessions: set[asyncio.Task] = set()
+
+    async def reach(target: VncTargetReply, vm_name: str) -> VncTargetReply:
+        return await tunnel.local_target(target, vm_name) if tunnel else target
 
     async def vnc_target_of(ticket: str) -> VncTargetReply:
         """For websockify's connection processes (through proxy.py's Unix socket)."""
@@ -62,8 +69,10 @@ async def setup(ctx: ServiceContext) -> list[Endpoint]:
             raise _refused(exc) from None
         _, state, xml = await ctx.virt.call(_lookup, ctx.virt.conn, record.vm_id)
         check_console(xml, "vnc", record.vm_name, state)
-        log.info("vnc console opened", user=record.user, vm_name=record.vm_name, via="websockify")
-        return vnc_target(xml, record.vm_name)
+        target = await reach(vnc_target(xml, record.vm_name), record.vm_name)
+        log.info("vnc console opened", user=record.user, vm_name=record.vm_name, via="websockify",
+                 tunnel=tunnel is not None)
+        return target
 
     proxy = VncProxy(vnc_target_of)
     ctx.spawn(proxy.run(), "websockify")
@@ -79,8 +88,8 @@ async def setup(ctx: ServiceContext) -> list[Endpoint]:
             raise ServiceError(501, f"{name!r} lives in libvirt's test driver (flint up --demo), which has no consoles")
         if req.type == "vnc" and remote:
             raise ServiceError(
-                501, f"the VNC console of {name!r} on agentless host {ctx.host!r} needs an SSH tunnel, which Flint "
-                "does not make yet: use the serial console, or run `flint agent` on that host",
+                501, f"the VNC console of {name!r} on host {ctx.host!r} is on another machine that Flint reaches "
+                "neither by SSH nor by an agent: use the serial console, or run `flint agent` on that host",
             )
         token, record = await store.issue(
             user=req.user, vm_id=req.vm_id, vm_name=name, host=ctx.host, type=req.type,
@@ -105,7 +114,8 @@ async def setup(ctx: ServiceContext) -> list[Endpoint]:
                     raise libvirt_error(exc, f"open the serial console of {record.vm_name!r}") from exc
                 work = session.run()
             else:
-                work = vnc_over_channel(vnc_target(xml, record.vm_name), channel, record.vm_name)
+                target = await reach(vnc_target(xml, record.vm_name), record.vm_name)
+                work = vnc_over_channel(target, channel, record.vm_name)
         except BaseException:
             await channel.close(4502, "the console could not open")
             raise

@@ -18,6 +18,7 @@ import structlog
 
 from flint import bus, subjects
 from flint.contracts.inventory import HostFacts
+from flint.sshhosts import display_uri
 from flint.virt.version import format_version
 from flint.xml.base import parse_xml
 
@@ -74,9 +75,10 @@ def local_uptime(path: str = "/proc/uptime") -> float:
 class HostFactsReader:
     """Blocking reads (run through VirtConnection.call). Static facts are read once per connection."""
 
-    def __init__(self, name: str, uri: str, virt_type: str, virt_type_reason: str):
+    def __init__(self, name: str, uri: str, virt_type: str, virt_type_reason: str, agentless: bool = False):
         self.name = name
-        self.uri = uri
+        self.agentless = agentless
+        self.uri = display_uri(uri)  # never the key file paths of an agentless host
         self.remote = is_remote(uri)
         self.virt_type = virt_type
         self.virt_type_reason = virt_type_reason
@@ -96,6 +98,7 @@ class HostFactsReader:
             name=self.name,
             uri=self.uri,
             state="up",
+            agentless=self.agentless,
             memory_total_bytes=total,
             memory_free_bytes=free,
             virt_type=self.virt_type,
@@ -151,7 +154,8 @@ class HostReporter:
         self.writer = writer
         self.hosts_kv = hosts_kv
         self.interval = interval
-        self.reader = HostFactsReader(ctx.host, ctx.settings.libvirt_uri, ctx.virt_type, ctx.virt_type_reason)
+        self.reader = HostFactsReader(ctx.host, ctx.settings.libvirt_uri, ctx.virt_type, ctx.virt_type_reason,
+                                      ctx.settings.agentless)
         self.last: HostFacts | None = None
         self.announced: HostFacts | None = None
 

@@ -175,6 +175,25 @@ export const vmAction = (id: string, action: VMAction) =>
   api.post<unknown>(`/vms/${encodeURIComponent(id)}/actions`, { action });
 
 export const listHosts = () => api.get<Host[]>('/hosts');
+
+export interface HostAdd {
+  name: string;
+  uri: string;
+  ssh_private_key?: string;
+  known_hosts?: string;
+}
+export interface HostRegistration {
+  name: string;
+  uri: string;
+  kind: 'ssh' | 'test';
+  host_keys: string[];
+  key_fingerprint: string;
+  created_at: number;
+  created_by: string;
+}
+/** Add an agentless host (admin): its services start under this Flint. */
+export const addHost = (body: HostAdd) => api.post<HostRegistration>('/hosts', body);
+export const removeHost = (name: string) => api.del<void>(`/hosts/${encodeURIComponent(name)}`);
 export const storageSummary = () => api.get<StorageSummary>('/storage/summary');
 export const healthDetails = () => api.get<HealthDetails>('/health/details');
 

@@ -71,7 +71,7 @@ export interface Page<T> {
 export interface Host {
   name: string;
   uri: string;
-  state: 'up' | 'unreachable';
+  state: 'up' | 'unreachable' | 'starting';
   hostname: string | null;
   cpu_model: string | null;
   cpus: number | null;
@@ -83,6 +83,9 @@ export interface Host {
   uptime_s: number | null;
   vms_by_state: Partial<Record<VMState, number>>;
   cpu_percent: number | null;
+  remote?: boolean;
+  /** Added through the API (an SSH or test-driver host run by this Flint): removable on the Hosts page. */
+  agentless?: boolean;
 }
 
 /** Pool document as carried by events (shape owned by the inventory service). */

@@ -1,0 +1,122 @@
+"""Adding and removing agentless hosts (admin). The supervisor (`flint up`, flint/agentless.py) watches the
+registrations this writes and runs the host's four services.
+
+POST checks everything before anything is made — name, URI, key, known_hosts, then one SSH login that
+trusts only the given known_hosts — writes the key files, then the registration; a failure removes what
+it made. DELETE removes the registration, waits for the supervisor to stop the services and forget the
+host, and forgets it itself if no supervisor does."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import structlog
+from litestar import Controller, Request, delete, post
+from nats.js.errors import KeyNotFoundError, KeyWrongLastSequenceError
+
+from flint import bus, subjects
+from flint.agentless import forget_host
+from flint.contracts.common import ServiceError
+from flint.contracts.hosts import HostAdd, HostRegistration
+from flint.sshhosts import (
+    HostFiles,
+    SshTarget,
+    check_host,
+    check_name,
+    host_key_lines,
+    load_private_key,
+    parse_uri,
+)
+from gateway.deps import gw
+
+log = structlog.get_logger()
+REMOVE_WAIT_S = 20.0
+
+
+def _user(request: Request) -> str:
+    return getattr(request.scope.get("user"), "name", "") or ""
+
+
+_adding = asyncio.Lock()  # one addition at a time: a second request for a name must not touch the first's files
+
+
+async def _add(request: Request, data: HostAdd) -> HostRegistration:
+    g = gw(request)
+    name = check_name(data.name, g.settings.host)
+    if name in g.view.registrations:
+        raise ServiceError(409, f"name: host {name!r} is already registered", "name")
+    if name in g.view.heartbeats or name in g.view.hosts:
+        raise ServiceError(409, f"name: a host named {name!r} already reports here (an agent?)", "name")
+    target = parse_uri(data.uri)
+    reg = HostRegistration(name=name, uri=data.uri, created_at=time.time(), created_by=_user(request))
+    files = HostFiles(g.settings.data_dir, name)
+    if isinstance(target, SshTarget):
+        key = load_private_key(data.ssh_private_key or "")
+        lines = host_key_lines(data.known_hosts or "", target)
+        reg.uri = target.uri
+        reg.key_fingerprint = key.get_fingerprint()
+        reg.host_keys = sorted({_fingerprint(line) for line in lines})
+        files.write(key.export_private_key("openssh").decode(), lines)
+        try:
+            await check_host(target, key, files.known_hosts)
+        except BaseException:
+            files.remove()
+            raise
+    else:
+        reg.kind = "test"
+        if data.ssh_private_key or data.known_hosts:
+            raise ServiceError(422, "ssh_private_key: only a qemu+ssh host takes a key", "ssh_private_key")
+    kv = await g.nc.jetstream().key_value(subjects.KV_HOSTS)
+    try:
+        await kv.create(subjects.kv_agentless(name), bus.encode(reg))
+    except KeyWrongLastSequenceError:
+        files.remove()
+        raise ServiceError(409, f"name: host {name!r} is already registered", "name") from None
+    except BaseException:
+        files.remove()
+        raise
+    log.info("agentless host registered", host=name, uri=reg.uri, by=reg.created_by)
+    return reg
+
+
+
+class HostsController(Controller):
+    path = "/hosts"
+    tags = ["hosts"]
+
+    @post("", status_code=201)
+    async def add_host(self, request: Request, data: HostAdd) -> HostRegistration:
+        async with _adding:
+            return await _add(request, data)
+
+    @delete("/{host:str}", status_code=204)
+    async def remove_host(self, request: Request, host: str) -> None:
+        g = gw(request)
+        if host not in g.view.registrations:
+            if host in g.view.host_names() or host == g.settings.host:
+                raise ServiceError(409, f"host {host!r} was not added through the API (it is local or an agent): "
+                                   "stop its agent to remove it")
+            raise ServiceError(404, f"no host named {host!r}")
+        kv = await g.nc.jetstream().key_value(subjects.KV_HOSTS)
+        try:
+            await kv.delete(subjects.kv_agentless(host))
+        except KeyNotFoundError:
+            pass
+        # The supervisor stops the services and forgets the host; its heartbeat disappears when done.
+        deadline = time.monotonic() + REMOVE_WAIT_S
+        while time.monotonic() < deadline and (host in g.view.heartbeats or host in g.view.hosts):
+            await asyncio.sleep(0.1)
+        if host in g.view.heartbeats or host in g.view.hosts:
+            log.warning("no supervisor forgot the removed host; forgetting it here", host=host)
+            await forget_host(g.nc, host)
+            HostFiles(g.settings.data_dir, host).remove()
+        log.info("agentless host removed", host=host)
+
+
+def _fingerprint(line: str) -> str:
+    import asyncssh
+
+    _, algorithm, blob = line.split()[:3]
+    key = asyncssh.import_public_key(f"{algorithm} {blob}")
+    return f"{algorithm} {key.get_fingerprint()}"
