@@ -6,16 +6,17 @@ import asyncio
 import time
 import traceback
 from collections.abc import Awaitable, Callable
+from dataclasses import replace
 from typing import Any, TypeVar
 
 import msgspec
-import nats
 import structlog
 from nats.aio.client import Client as NATS
 from nats.errors import NoRespondersError
 from nats.errors import TimeoutError as NatsTimeout
+from nats.js import JetStreamContext, JetStreamManager
 from nats.js.api import DiscardPolicy, KeyValueConfig, RetentionPolicy, StorageType, StreamConfig
-from nats.js.errors import BadRequestError, BucketNotFoundError, NotFoundError
+from nats.js.errors import BadRequestError, NoStreamResponseError, NotFoundError, ServiceUnavailableError
 from nats.micro import ServiceConfig, add_service
 from nats.micro.service import Request
 
@@ -64,9 +65,100 @@ def credential_options(creds_path: str | None) -> dict[str, Any]:
     return options
 
 
+FAILOVER_S = 20.0  # how long a JetStream write or API call is retried while a cluster elects new leaders
+ORDERED_HEARTBEAT_S = 1.0  # idle heartbeat of ordered consumers: two missed and the consumer is recreated
+
+
+def _idempotent(api_subject: str) -> bool:
+    """JetStream API calls that may be sent again when the first got no answer (it may have landed)."""
+    return not any(f".{verb}." in api_subject for verb in ("DELETE", "PURGE", "SNAPSHOT", "RESTORE"))
+
+
+class _FailoverApi:
+    """JetStream API calls retried while a cluster elects new leaders: on 503 (no leader, no responders)
+    always; on silence only when sending again is harmless (info, create with the same config, get)."""
+
+    async def _api_request(self, req_subject: str, req: bytes = b"", timeout: float = 5) -> dict[str, Any]:
+        retry_on = (ServiceUnavailableError, NatsTimeout) if _idempotent(req_subject) else (ServiceUnavailableError,)
+        return await _retried(lambda: super(_FailoverApi, self)._api_request(req_subject, req, timeout), retry_on)
+
+
+class _FailoverManager(_FailoverApi, JetStreamManager):
+    pass
+
+
+class _FailoverJetStream(_FailoverApi, JetStreamContext):
+    """JetStream that rides out a NATS cluster failover. When a node dies, the streams it led have no
+    leader for a few seconds (raft election) and writes meet "no responders" or time out: publishes (KV
+    puts go through here too) are retried for up to FAILOVER_S with a Nats-Msg-Id (a caller's own, such as
+    a job id, is kept), so a retry of a write that did land is stored once. Reads and API calls are retried too, including
+    the consumer an ordered subscription (KV watch, event feed) recreates after missing heartbeats. Any
+    other error, and a failover that outlasts FAILOVER_S, raises as before."""
+
+    @property
+    def _jsm(self) -> JetStreamManager:
+        return _FailoverManager(conn=self._nc, prefix=self._prefix, timeout=self._timeout)
+
+    async def publish(self, subject: str, payload: bytes = b"", timeout: float | None = None,
+                      stream: str | None = None, headers: dict[str, Any] | None = None, **kwargs: Any):
+        headers = dict(headers or {})
+        headers.setdefault("Nats-Msg-Id", self._nc._nuid.next().decode())
+
+        async def once():
+            return await JetStreamContext.publish(self, subject, payload, timeout=timeout, stream=stream,
+                                                  headers=headers, **kwargs)
+
+        return await _retried(once, (NoStreamResponseError, NatsTimeout, ServiceUnavailableError), subject)
+
+    async def subscribe(self, subject: str, *args: Any, **kwargs: Any):
+        """An ordered subscription (KV watch, event feed) notices a consumer lost with its node after two
+        missed heartbeats and recreates it from where it was: with nats-py's 5 s that is 10-15 s of
+        silence, with ORDERED_HEARTBEAT_S about 2 s (then the retried consumer create waits for a leader)."""
+        config = kwargs.get("config")
+        if kwargs.get("ordered_consumer") and not kwargs.get("idle_heartbeat") and not (config and config.idle_heartbeat):
+            kwargs["idle_heartbeat"] = ORDERED_HEARTBEAT_S
+        return await JetStreamContext.subscribe(self, subject, *args, **kwargs)
+
+    async def get_msg(self, *args: Any, **kwargs: Any):
+        """Reads (KV get goes through here) are idempotent: retried on silence too."""
+        return await _retried(lambda: JetStreamContext.get_msg(self, *args, **kwargs),
+                              (ServiceUnavailableError, NoRespondersError, NatsTimeout))
+
+
+async def _retried(call: Callable[[], Awaitable[T]], retry_on: tuple[type[Exception], ...], what: str = "") -> T:
+    deadline = time.monotonic() + FAILOVER_S
+    delay = 0.05
+    while True:
+        try:
+            return await call()
+        except retry_on as exc:
+            if time.monotonic() + delay > deadline:
+                raise
+            if what:
+                log.info("jetstream write not answered, retrying", subject=what, error=repr(exc))
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 0.5)
+
+
+class FlintNATS(NATS):
+    """A nats-py client whose JetStream contexts (and the KV and object stores made from them) ride out
+    a cluster failover."""
+
+    def jetstream(self, **opts: Any) -> JetStreamContext:
+        return _FailoverJetStream(self, **opts)
+
+
+def server_list(url: str) -> str | list[str]:
+    """FLINT_NATS_URL may name several servers of one cluster, comma-separated: the client starts with
+    whichever answers and fails over to the others (and to those the cluster announces)."""
+    urls = [u.strip() for u in url.split(",") if u.strip()]
+    return urls[0] if len(urls) == 1 else urls
+
+
 async def connect(url: str, name: str, creds: str | None = None, **options: Any) -> NATS:
     """Connect, retrying forever with backoff, and reconnect forever after that."""
     options.update(credential_options(creds))
+    servers = server_list(url)
 
     async def on_disconnect() -> None:
         log.warning("nats disconnected", url=url)
@@ -80,8 +172,9 @@ async def connect(url: str, name: str, creds: str | None = None, **options: Any)
     delay = 0.2
     while True:
         try:
-            return await nats.connect(
-                url,
+            nc = FlintNATS()
+            await nc.connect(
+                servers,
                 name=name,
                 max_reconnect_attempts=-1,
                 reconnect_time_wait=1,
@@ -92,6 +185,7 @@ async def connect(url: str, name: str, creds: str | None = None, **options: Any)
                 error_cb=on_error,
                 **options,
             )
+            return nc
         except Exception as exc:  # noqa: BLE001 - any failure to connect is retried
             if "authorization" in str(exc).lower():
                 log.error("nats refused the credentials", url=url, creds=creds, error=str(exc))
@@ -231,7 +325,8 @@ async def ensure_streams(nc: NATS, replicas: int = 1) -> None:
     ]
     for cfg in streams:
         try:
-            await js.stream_info(cfg.name)
+            info = await js.stream_info(cfg.name)
+            await _raise_replicas(js, info, replicas)
             continue  # exists: whoever made it keeps it (agents may not change streams)
         except NotFoundError:
             pass
@@ -255,6 +350,39 @@ async def ensure_streams(nc: NATS, replicas: int = 1) -> None:
     ]
     for kv in buckets:
         try:
-            await js.key_value(kv.bucket)
-        except BucketNotFoundError:
+            await _raise_replicas(js, await js.stream_info(f"KV_{kv.bucket}"), replicas)
+        except NotFoundError:
             await js.create_key_value(kv)
+    names = [c.name for c in streams] + [f"KV_{kv.bucket}" for kv in buckets]
+    await _wait_for_leaders(js, names)
+
+
+async def _wait_for_leaders(js, names: list[str], timeout: float = 15.0) -> None:
+    """In a cluster a stream just made (or just given more replicas) has no leader for a moment, and a
+    publish then gets no answer: return once each has one (at once on a single server)."""
+    deadline = time.monotonic() + timeout
+    waiting = list(names)
+    while waiting:
+        info = await js.stream_info(waiting[0])
+        if info.cluster is None or info.cluster.leader:
+            waiting.pop(0)
+            continue
+        if time.monotonic() > deadline:
+            log.warning("streams still without a leader", streams=waiting)
+            return
+        await asyncio.sleep(0.05)
+
+
+async def _raise_replicas(js, info, replicas: int) -> None:
+    """A stream made with fewer replicas than FLINT_STREAM_REPLICAS asks for (a single server that became a
+    cluster) gets more; never fewer (an agent left at the default of 1 must not shrink the cluster's).
+    Only the system role may change streams: anyone else logs and carries on."""
+    have = info.config.num_replicas or 1
+    if have >= replicas:
+        return
+    try:
+        await js.update_stream(replace(info.config, num_replicas=replicas))
+        log.info("stream replicas raised", stream=info.config.name, replicas=replicas, were=have)
+    except Exception as exc:  # noqa: BLE001 - permission or cluster size: say so, keep what there is
+        log.warning("could not raise stream replicas", stream=info.config.name, replicas=replicas, were=have,
+                    error=str(exc))
