@@ -30,7 +30,9 @@ from flint.contracts.inventory import VM, HostFacts, Network, Pool
 log = structlog.get_logger()
 
 _DOC_TYPES: dict[str, type] = {"vm": VM, "pool": Pool, "net": Network}
-CONCURRENCY = 64  # KV puts and event publishes in flight at once during a big resync
+# Sends in flight at once (a burst of changes, a big resync). Each waits for two acknowledgements in turn,
+# so on a loaded 2-core machine 64 held 1,000 undefines 0.2-0.45 s behind libvirt; 256: within 0.1 s.
+CONCURRENCY = 256
 
 
 def fingerprint(doc: Any) -> bytes:

@@ -78,3 +78,69 @@ def test_test_driver_is_never_asked():
     # libvirt 9.0's test driver segfaults in interfaceAddresses for a NIC on a network without <ip>.
     assert not Reader("h", "test:///tmp/node.xml").addresses_supported
     assert Reader("h", "qemu+ssh://root@10.0.0.2/system").remote
+
+
+# ---- batches, against libvirt's test driver (in-process, no daemon) --------------------------------------
+
+
+def _define(conn, name):
+    return conn.defineXML(
+        f"<domain type='test'><name>{name}</name><memory unit='MiB'>64</memory><vcpu>1</vcpu>"
+        "<os><type arch='x86_64'>hvm</type></os></domain>"
+    )
+
+
+def _same(doc):
+    import msgspec
+
+    return None if doc is None else msgspec.structs.replace(doc, updated_at=0.0)
+
+
+class ForeignHandle:
+    """A virDomain of another connection: only its connection may be asked for."""
+
+    def __init__(self, conn):
+        self.conn = conn
+
+    def connect(self):
+        return self.conn
+
+    def __getattr__(self, name):
+        raise AssertionError(f"a handle of another connection was used: {name}")
+
+
+def test_a_batch_reads_what_single_reads_read():
+    libvirt.registerErrorHandler(lambda _ctx, _err: None, None)
+    conn = libvirt.open("test:///default")  # shared by every test:///default connection of this process
+    try:
+        running = conn.lookupByName("test")
+        kept = _define(conn, "kept")
+        kept.setAutostart(1)
+        gone = _define(conn, "gone")
+        gone_uuid = gone.UUIDString()
+        gone.undefine()
+        looked_up = _define(conn, "looked-up")
+        flying = conn.createXML(  # transient, running
+            "<domain type='test'><name>flying</name><memory unit='MiB'>64</memory><vcpu>1</vcpu>"
+            "<os><type arch='x86_64'>hvm</type></os></domain>"
+        )
+        uuids = [running.UUIDString(), kept.UUIDString(), gone_uuid, looked_up.UUIDString(), flying.UUIDString()]
+        handles = {kept.UUIDString(): kept, gone_uuid: gone, looked_up.UUIDString(): ForeignHandle(object())}
+        reader = Reader("h", "test:///default")
+        single = {u: _same(reader.read_domain(conn, u)) for u in uuids}
+        assert single[kept.UUIDString()].autostart and single[running.UUIDString()].state == "running"
+        assert single[gone_uuid] is None and single[looked_up.UUIDString()].name == "looked-up"
+        assert not single[flying.UUIDString()].persistent and single[kept.UUIDString()].persistent
+        batch = reader.read_domain_facts(conn, uuids, handles)
+        assert set(batch.doms) == set(uuids)  # the gone one by its handle ...
+        assert set(batch.stats) == set(uuids) - {gone_uuid}  # ... but it has no stats
+        assert batch.transient == {flying.UUIDString()}
+        assert {u: _same(reader.build_domain(conn, u, batch)) for u in uuids} == single
+        # Without a batch (it was late): a read of its own, with the handle or a lookup.
+        assert _same(reader.build_domain(conn, kept.UUIDString(), None, kept)) == single[kept.UUIDString()]
+        assert reader.build_domain(conn, gone_uuid, None, gone) is None
+    finally:
+        for name in ("kept", "looked-up"):
+            conn.lookupByName(name).undefine()
+        conn.lookupByName("flying").destroy()
+        conn.close()

@@ -35,22 +35,48 @@ class OnlyUUID:
         raise AssertionError(f"event callback called dom.{name}(): callbacks must only enqueue")
 
 
+class FakeBatch(dict):
+    """reader.DomainBatch's surface: uuid -> document (None: gone)."""
+
+    def gone(self, uuid):
+        return self.get(uuid) is None
+
+
 class FakeReader:
-    """Domains by uuid; a domain in `block` makes its read wait until the event is set (a destroy)."""
+    """Domains by uuid; a domain in `block` makes its read wait until the event is set (a destroy), and
+    every batch call too (libvirt's filtered domain lists lock each domain of the host in turn)."""
 
     addresses_supported = True
 
     def __init__(self, docs):
         self.docs = docs
-        self.reads: list[str] = []
+        self.reads: list[str] = []  # documents built, batched or not
+        self.batches: list[list[str]] = []  # the UUIDs of each batch call
+        self.handles: list[dict] = []  # the handles each batch call was given
         self.forgotten: list[str] = []
         self.block: dict[str, threading.Event] = {}
+        self.gate: threading.Event | None = None  # when set: batch calls wait for it
 
-    def read_domain(self, _conn, uuid):
+    def read_domain(self, _conn, uuid, _handle=None):
         self.reads.append(uuid)
         if uuid in self.block:
             self.block[uuid].wait(5)
         return self.docs.get(uuid)
+
+    def read_domain_facts(self, _conn, uuids, handles):
+        self.batches.append(list(uuids))
+        self.handles.append(dict(handles))
+        if self.gate is not None:
+            self.gate.wait(5)
+        for held in list(self.block.values()):
+            held.wait(5)
+        return FakeBatch({uuid: self.docs.get(uuid) for uuid in uuids})  # the truth when the batch was read
+
+    def build_domain(self, conn, uuid, facts, handle=None):
+        if facts is None:
+            return self.read_domain(conn, uuid, handle)
+        self.reads.append(uuid)
+        return facts[uuid]
 
     def forget_addresses(self, uuid=None):
         self.forgotten.append(uuid)
@@ -188,3 +214,93 @@ async def test_consumer_loop_publishes_within_the_window():
         task.cancel()
         with pytest.raises(asyncio.CancelledError):
             await task
+
+
+# ---- batches ---------------------------------------------------------------------------------------------
+
+
+def test_take_removes_the_first_members_in_order():
+    from services.inventory.watcher import take
+
+    pending = dict.fromkeys("abcde")
+    assert take(pending, 2) == ["a", "b"] and list(pending) == ["c", "d", "e"]
+    assert take(pending, 10) == ["c", "d", "e"] and pending == {}
+    assert take(dict.fromkeys("xy"), 0) == ["x"]  # a batch is never empty
+
+
+async def test_changed_domains_are_read_in_batches_of_at_most_batch_max():
+    from services.inventory.watcher import BATCH_MAX
+
+    uuids = [f"d{i:03d}" for i in range(2 * BATCH_MAX + 2)]
+    w, reader, kv, events = make({u: vm(u) for u in uuids})
+    w.process([Change("domain", u, STARTED) for u in uuids], 0.0)
+    await w.idle()
+    assert [len(b) for b in reader.batches] == [BATCH_MAX, BATCH_MAX, 2]
+    assert [u for b in reader.batches for u in b] == uuids  # in the order the changes came
+    assert sorted(reader.reads) == uuids and all(state(kv, u) == "running" for u in uuids)
+    assert len(events.sent) == len(uuids)
+
+
+async def test_changes_during_a_batch_call_gather_for_the_next_batch():
+    w, reader, kv, _ = make({u: vm(u) for u in "abcd"})
+    reader.gate = threading.Event()
+    w.process([Change("domain", "a", STARTED)], 0.0)  # a single change is read at once, alone
+    await asyncio.sleep(0.02)
+    w.process([Change("domain", "b", STARTED), Change("domain", "c")], 0.0)
+    w.process([Change("domain", "d"), Change("domain", "b")], 0.0)
+    assert reader.batches == [["a"]]
+    reader.gate.set()
+    await w.idle()
+    assert reader.batches == [["a"], ["b", "c", "d"]]
+    assert all(state(kv, u) == "running" for u in "abcd")
+
+
+async def test_a_late_batch_call_does_not_hold_back_its_domains_nor_later_ones(monkeypatch):
+    import services.inventory.watcher as watcher_mod
+
+    monkeypatch.setattr(watcher_mod, "BATCH_WAIT_S", 0.05)
+    # "held" is being destroyed: libvirt blocks every call that waits on it, the batch calls included.
+    w, reader, kv, _ = make({"a": vm("a"), "b": vm("b"), "held": vm("held", "shutoff")})
+    reader.block["held"] = threading.Event()
+    w.process([Change("domain", "a", STARTED)], 0.0)
+    for _ in range(100):
+        if state(kv, "a"):
+            break
+        await asyncio.sleep(0.01)
+    assert state(kv, "a") == "running"  # read on its own once its batch was late
+    w.process([Change("domain", "b", STARTED)], 0.0)  # while the batch call is still stuck
+    for _ in range(100):
+        if state(kv, "b"):
+            break
+        await asyncio.sleep(0.01)
+    assert state(kv, "b") == "running"
+    assert reader.batches == [["a"]]  # no second batch call behind the stuck one
+    reader.block["held"].set()
+    for _ in range(100):
+        if not w._batches:
+            break
+        await asyncio.sleep(0.01)
+    w.process([Change("domain", "a")], 0.0)  # the stuck call answered: batches again
+    await w.idle()
+    assert reader.batches == [["a"], ["a"]]
+
+
+class Handle(OnlyUUID):
+    """A virDomain from an event callback."""
+
+
+async def test_callback_handles_reach_the_batch_call_and_are_dropped_with_their_domain():
+    w, reader, kv, _ = make({"a": vm("a")})
+    dom = Handle("a")
+    w._on_lifecycle(None, dom, STARTED, 0, None)
+    w.process([w.queue.get_nowait()], 0.0)
+    await w.idle()
+    assert reader.handles == [{"a": dom}] and state(kv, "a") == "running"
+    del reader.docs["a"]
+    w._on_lifecycle(None, dom, UNDEFINED, 0, None)
+    w.process([w.queue.get_nowait()], 0.0)
+    await w.idle()
+    assert kv.data == {} and w._handles == {}
+    w.register(SimpleNamespace(domainEventRegisterAny=lambda *a: 1, storagePoolEventRegisterAny=lambda *a: 1,
+                               networkEventRegisterAny=lambda *a: 1))
+    assert w._handles == {}
