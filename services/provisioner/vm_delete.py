@@ -33,11 +33,17 @@ def disks_used_elsewhere(conn: libvirt.virConnect, vm_id: str, paths: list[str])
     users: dict[str, list[str]] = {}
     wanted = set(paths)
     for dom in conn.listAllDomains(0):
-        if dom.UUIDString() == vm_id:
-            continue
-        for disk in domain_summary(dom.XMLDesc(libvirt.VIR_DOMAIN_XML_INACTIVE))["disks"]:
+        try:
+            if dom.UUIDString() == vm_id:
+                continue
+            xml, name = dom.XMLDesc(libvirt.VIR_DOMAIN_XML_INACTIVE), dom.name()
+        except libvirt.libvirtError as exc:
+            if exc.get_error_code() == libvirt.VIR_ERR_NO_DOMAIN:
+                continue  # undefined since the list was taken: it uses nothing any more
+            raise
+        for disk in domain_summary(xml)["disks"]:
             if disk["path"] in wanted:
-                users.setdefault(disk["path"], []).append(dom.name())
+                users.setdefault(disk["path"], []).append(name)
     return users
 
 

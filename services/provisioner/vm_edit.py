@@ -130,7 +130,13 @@ def _volume(conn: libvirt.virConnect, ref: str, field: str) -> tuple[str, str, l
 def _used_by(conn: libvirt.virConnect, path: str) -> list[str]:
     users = []
     for other in conn.listAllDomains(0):
-        for disk in inactive(other).disks:
+        try:
+            disks = inactive(other).disks
+        except libvirt.libvirtError as exc:
+            if exc.get_error_code() == libvirt.VIR_ERR_NO_DOMAIN:
+                continue  # undefined since the list was taken
+            raise
+        for disk in disks:
             if disk.path == path:
                 users.append(other.name())
             elif disk.source_pool and disk.source_volume:
