@@ -24,6 +24,10 @@ class InventoryView:
     def __init__(self) -> None:
         self.vms: dict[str, VM] = {}
         self.vm_json: dict[str, bytes] = {}
+        # Every host's document of each VM: one libvirtd reached under two host names (an SSH alias of
+        # this machine) reports the same UUID twice. The VM stays with the host that showed it first
+        # while that host has it, so it does not flap, and one host forgetting it does not hide it.
+        self._vm_docs: dict[str, dict[str, tuple[VM, bytes]]] = {}
         self.hosts: dict[str, HostFacts] = {}
         self.heartbeats: dict[str, HostFacts] = {}
         self.registrations: dict[str, HostRegistration] = {}  # agentless hosts (KV flint-hosts agentless.<name>)
@@ -82,12 +86,19 @@ class InventoryView:
         host, _, rest = key.partition(".")
         kind, _, ident = rest.partition(".")
         if kind == "vm":
+            docs = self._vm_docs.setdefault(ident, {})
             if value:
-                self.vms[ident] = self._dec_vm.decode(value)
-                self.vm_json[ident] = value
+                docs[host] = (self._dec_vm.decode(value), value)
             else:
+                docs.pop(host, None)
+            shown = self.vms.get(ident)
+            if not docs:
+                del self._vm_docs[ident]
                 self.vms.pop(ident, None)
                 self.vm_json.pop(ident, None)
+            elif shown is None or shown.host == host or shown.host not in docs:
+                vm, raw = docs.get(host) or next(iter(docs.values()))
+                self.vms[ident], self.vm_json[ident] = vm, raw
         elif kind == "host" or rest == "host":
             if value:
                 self.hosts[host] = self._dec_host.decode(value)

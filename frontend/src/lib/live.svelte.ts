@@ -2,6 +2,7 @@
 // pools and networks by "host/name", recent jobs. Documents are replaced in place; nothing reloads.
 
 import { SvelteMap } from 'svelte/reactivity';
+import { getVM } from './api';
 import type { EventMessage, Host, Job, MetricSample, Network, Pool, Snapshot, VM } from './types';
 
 export type ConnectionState = 'idle' | 'connecting' | 'live' | 'reconnecting' | 'offline';
@@ -103,8 +104,14 @@ export class LiveStore {
     const deleted = msg.type === 'deleted' || msg.data === null || msg.data === undefined;
     switch (msg.kind) {
       case 'domain': {
+        // One libvirtd under two host names (an SSH alias of the same machine) reports a VM twice: like
+        // the gateway's view, keep it with the host that showed it first; when that host forgets it, ask
+        // the gateway whether another host still has it.
+        const shown = this.vms.get(msg.id);
+        if (shown && msg.host && shown.host && shown.host !== msg.host) break;
         if (deleted) {
           this.vms.delete(msg.id);
+          if (shown) void this.#refetchVm(msg.id, msg.host);
         } else {
           const vm = msg.data as VM;
           const id = vm.id || msg.id;
@@ -145,6 +152,16 @@ export class LiveStore {
     }
     this.#emit(msg);
     return true;
+  }
+
+  async #refetchVm(id: string, forgottenBy: string): Promise<void> {
+    try {
+      const vm = await getVM(id);
+      // The gateway may not have applied the deletion yet: only another host's copy counts.
+      if (vm.host !== forgottenBy && !this.vms.has(id)) this.vms.set(id, vm);
+    } catch {
+      // 404: no host has it any more, which is what the store already shows
+    }
   }
 
   #emit(msg: EventMessage): void {
