@@ -134,15 +134,15 @@ class AgentlessHosts:
             if reg.name in self.running:
                 await self._stop(reg.name)
             self.regs[reg.name] = reg
-            try:
-                uri = libvirt_uri_of(reg, self.sup.settings.data_dir)
-            except Exception as exc:  # noqa: BLE001 - a bad record must not stop the supervisor
-                log.error("agentless host not started: bad registration", host=reg.name, error=str(exc))
-                return
             from flint.supervisor import service_children
 
-            env_extra = {**self._nats_credentials(reg.name), "FLINT_AGENTLESS": "1"}
-            children = service_children(self.sup, reg.name, uri, **env_extra)
+            try:
+                uri = libvirt_uri_of(reg, self.sup.settings.data_dir)
+                env_extra = {**self._nats_credentials(reg.name), "FLINT_AGENTLESS": "1"}
+                children = service_children(self.sup, reg.name, uri, **env_extra)
+            except Exception as exc:  # noqa: BLE001 - one bad record must not stop the others (or the watch)
+                log.error("agentless host not started", host=reg.name, error=str(exc))
+                return
             tasks = [asyncio.create_task(self.sup.supervise(c)) for c in children]
             self.running[reg.name] = (children, tasks)
             log.info("agentless host started", host=reg.name, uri=reg.uri)

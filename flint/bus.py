@@ -71,7 +71,11 @@ ORDERED_HEARTBEAT_S = 1.0  # idle heartbeat of ordered consumers: two missed and
 
 def _idempotent(api_subject: str) -> bool:
     """JetStream API calls that may be sent again when the first got no answer (it may have landed)."""
-    return not any(f".{verb}." in api_subject for verb in ("DELETE", "PURGE", "SNAPSHOT", "RESTORE"))
+    if any(f".{verb}." in api_subject for verb in ("DELETE", "PURGE", "SNAPSHOT", "RESTORE")):
+        return False
+    # $JS.API.CONSUMER.CREATE.<stream> without a consumer name (ordered subscriptions): a second try that
+    # also lands makes a second ephemeral consumer pushing to the same subject.
+    return not (api_subject.startswith("$JS.API.CONSUMER.CREATE.") and api_subject.count(".") == 4)
 
 
 class _FailoverApi:

@@ -82,8 +82,11 @@ def parse_uri(uri: str) -> SshTarget | str:
             raise field_error("uri", "a test driver URI is test:///<absolute path of an XML file>")
         if not re.match(r"^/[A-Za-z0-9_./-]+$", parts.path) or "/../" in parts.path:
             raise field_error("uri", "the test driver file's path may hold only letters, digits, '_', '.', '-' and '/'")
-        if not Path(parts.path).is_file():
-            raise field_error("uri", f"{parts.path} does not exist on this machine")
+        if not parts.path.endswith(".xml"):
+            raise field_error("uri", "a test driver URI names an .xml file")
+        if not _is_test_driver_file(Path(parts.path)):
+            # one answer for missing, unreadable and foreign files: nothing about other files leaks
+            raise field_error("uri", f"{parts.path} is not a libvirt test driver file (<node> root) here")
         return uri
     if parts.scheme != "qemu+ssh":
         raise field_error("uri", "only qemu+ssh://user@host[:port]/system (or test:///file.xml) can be added; "
@@ -98,6 +101,8 @@ def parse_uri(uri: str) -> SshTarget | str:
     if not user or not USER_RE.match(user):
         raise field_error("uri", "name the SSH user: qemu+ssh://USER@host/system (a-z, 0-9, '_', '.', '-')")
     host = parts.hostname or ""
+    if "%" in host:
+        raise field_error("uri", "an IPv6 zone id (%…) cannot be used in a libvirt URI: give a routable address")
     try:
         host = str(ipaddress.ip_address(host))
     except ValueError:
@@ -106,6 +111,18 @@ def parse_uri(uri: str) -> SshTarget | str:
     if port is not None and not 1 <= port <= 65535:
         raise field_error("uri", "the port must be 1-65535")
     return SshTarget(user=user, host=host.lower(), port=port or 22)
+
+
+def _is_test_driver_file(path: Path) -> bool:
+    """A readable XML file whose root is libvirt's test driver `<node>` (at most 64 MiB)."""
+    from lxml import etree
+
+    try:
+        if not path.is_file() or path.stat().st_size > 64 << 20:
+            return False
+        return etree.parse(str(path), etree.XMLParser(resolve_entities=False, no_network=True)).getroot().tag == "node"
+    except (OSError, etree.XMLSyntaxError):
+        return False
 
 
 def load_private_key(text: str):
@@ -125,8 +142,8 @@ def load_private_key(text: str):
             raise field_error("ssh_private_key", "is encrypted: give a key without a passphrase "
                               "(ssh-keygen -p -N '' -f KEY removes it from a copy)") from None
         raise field_error("ssh_private_key", f"is not a private key asyncssh can read ({reason})") from None
-    except (ValueError, TypeError) as exc:
-        raise field_error("ssh_private_key", f"is not a private key ({exc})") from None
+    except Exception as exc:  # noqa: BLE001 - asyncssh raises OverflowError and others on mangled blobs
+        raise field_error("ssh_private_key", f"is not a private key ({type(exc).__name__})") from None
     return key
 
 
@@ -144,6 +161,8 @@ def host_key_lines(text: str, target: SshTarget) -> list[str]:
         known = asyncssh.import_known_hosts(text)
     except (ValueError, asyncssh.KeyImportError) as exc:
         raise field_error("known_hosts", f"cannot be read as known_hosts ({exc})") from None
+    except Exception as exc:  # noqa: BLE001 - asyncssh raises OverflowError and others on mangled blobs
+        raise field_error("known_hosts", f"cannot be read as known_hosts ({type(exc).__name__})") from None
     addr = target.host if _is_ip(target.host) else ""
     host_keys, ca_keys, *_ = known.match(target.host, addr, target.port)
     if not host_keys:

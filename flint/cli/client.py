@@ -27,6 +27,10 @@ class Client:
         self.http = httpx.Client(base_url=f"{self.url}/api/v1", headers=headers, verify=verify, timeout=60)
 
     def call(self, method: str, path: str, **kwargs: Any) -> Any:
+        # Names and ids from the command line become path segments: "../users/alice" as a host name must
+        # not turn `flint host remove` into a request on another resource.
+        if any(part in (".", "..") or "%2e" in part.lower() for part in path.split("?", 1)[0].split("/")):
+            raise ApiError(0, f"refusing a path with '.' or '..' segments: {path!r} (check the names given)")
         try:
             resp = self.http.request(method, path, **kwargs)
         except httpx.HTTPError as exc:

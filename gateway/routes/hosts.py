@@ -38,7 +38,9 @@ def _user(request: Request) -> str:
     return getattr(request.scope.get("user"), "name", "") or ""
 
 
-_adding = asyncio.Lock()  # one addition at a time: a second request for a name must not touch the first's files
+# One addition per name at a time: a second request for a name must not touch the first's files. Other
+# names go on meanwhile (checking an unreachable host takes up to ~25 s).
+_adding: dict[str, asyncio.Lock] = {}
 
 
 async def _add(request: Request, data: HostAdd) -> HostRegistration:
@@ -49,8 +51,16 @@ async def _add(request: Request, data: HostAdd) -> HostRegistration:
     if name in g.view.heartbeats or name in g.view.hosts:
         raise ServiceError(409, f"name: a host named {name!r} already reports here (an agent?)", "name")
     target = parse_uri(data.uri)
-    reg = HostRegistration(name=name, uri=data.uri, created_at=time.time(), created_by=_user(request))
+    kv = await g.nc.jetstream().key_value(subjects.KV_HOSTS)
+    try:  # the KV record, not the view (which may not have seen a registration made a moment ago)
+        await kv.get(subjects.kv_agentless(name))
+        raise ServiceError(409, f"name: host {name!r} is already registered", "name")
+    except KeyNotFoundError:
+        pass
     files = HostFiles(g.settings.data_dir, name)
+    if files.dir.exists():  # removed a moment ago: the supervisor is still stopping its services
+        raise ServiceError(409, f"name: host {name!r} is still being removed; try again in a few seconds", "name")
+    reg = HostRegistration(name=name, uri=data.uri, created_at=time.time(), created_by=_user(request))
     if isinstance(target, SshTarget):
         key = load_private_key(data.ssh_private_key or "")
         lines = host_key_lines(data.known_hosts or "", target)
@@ -67,7 +77,6 @@ async def _add(request: Request, data: HostAdd) -> HostRegistration:
         reg.kind = "test"
         if data.ssh_private_key or data.known_hosts:
             raise ServiceError(422, "ssh_private_key: only a qemu+ssh host takes a key", "ssh_private_key")
-    kv = await g.nc.jetstream().key_value(subjects.KV_HOSTS)
     try:
         await kv.create(subjects.kv_agentless(name), bus.encode(reg))
     except KeyWrongLastSequenceError:
@@ -87,8 +96,13 @@ class HostsController(Controller):
 
     @post("", status_code=201)
     async def add_host(self, request: Request, data: HostAdd) -> HostRegistration:
-        async with _adding:
-            return await _add(request, data)
+        lock = _adding.setdefault(str(data.name), asyncio.Lock())
+        try:
+            async with lock:
+                return await _add(request, data)
+        finally:
+            if not lock.locked() and _adding.get(str(data.name)) is lock:
+                del _adding[str(data.name)]
 
     @delete("/{host:str}", status_code=204)
     async def remove_host(self, request: Request, host: str) -> None:
@@ -110,7 +124,8 @@ class HostsController(Controller):
         if host in g.view.heartbeats or host in g.view.hosts:
             log.warning("no supervisor forgot the removed host; forgetting it here", host=host)
             await forget_host(g.nc, host)
-            HostFiles(g.settings.data_dir, host).remove()
+        # The key must not outlive the host, supervisor or not (removing twice is harmless).
+        HostFiles(g.settings.data_dir, host).remove()
         log.info("agentless host removed", host=host)
 
 

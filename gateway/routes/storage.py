@@ -8,6 +8,7 @@ act on the host itself (mkfs, vgcreate, partition labels, directories anywhere o
 from __future__ import annotations
 
 import asyncio
+import re
 import secrets
 import time
 from typing import Annotated, Any
@@ -167,14 +168,20 @@ class StorageController(Controller):
         ch.dead_after_s = READY_TIMEOUT_S + 30  # the job may wait in the queue; _wait_ready watches it
         await ch.open()
         direct: asyncio.StreamWriter | None = None
+        # The TCP road only to services this machine's `flint up` runs (local, agentless hosts): a port
+        # named by anyone else (an agent's NATS user can publish to inboxes) is never connected to.
+        ours = host == g.settings.host or host in g.view.registrations
         try:
             answer = await submit_job(request, host, "volume.upload", {
                 "pool": pool, "name": vol, "size": content_length, "channel": channel_id, "reply": ch.rx,
-                "loopback": loopback_namespace()})
+                "loopback": loopback_namespace() if ours else ""})
             job_id = answer.content.id
             ready = await _wait_ready(g, ch, job_id)
             ch.dead_after_s = DEAD_AFTER_S
             if ready.get("port"):
+                if not ours:
+                    raise ServiceError(502, f"host {host!r} offered a loopback port for the upload, which only "
+                                            "hosts run by this machine's flint up may do; refused")
                 direct = await _connect(ready)
             await _send_body(request, ch, direct, content_length)
             await _wait_written(ch, content_length)
@@ -194,6 +201,7 @@ class StorageController(Controller):
 
 UPLOAD_CHUNK = 1024 * 1024 - 1024  # one NATS message per frame, under nats-server's default max_payload (1 MiB)
 UPLOAD_WINDOW = 16 * 1024 * 1024  # bytes in flight to the provisioner before the gateway waits
+BODY_IDLE_S = 120.0  # the longest pause in the body before the upload is given up
 READY_TIMEOUT_S = 180.0  # how long the body waits for the job to start (queued behind others, a restart)
 
 
@@ -217,9 +225,11 @@ async def _wait_ready(g, ch: Channel, job_id: str) -> dict:
                     message = msgspec.json.decode(ready.result())
                 except ChannelClosed as exc:
                     raise _channel_error(exc, "before the upload started") from None
-                if message.get("ready"):
+                except msgspec.DecodeError:
+                    message = None
+                if isinstance(message, dict) and message.get("ready"):
                     return message
-                raise ServiceError(500, f"the provisioner answered the upload with {message!r}")
+                raise ServiceError(502, "the provisioner answered the upload with something unexpected")
             job = g.view.jobs.get(job_id)
             if job is not None and job.state == "failed":
                 raise ServiceError(502, f"the upload's job {job_id} failed before receiving: {job.error}")
@@ -233,19 +243,31 @@ async def _wait_ready(g, ch: Channel, job_id: str) -> dict:
 
 async def _connect(ready: dict) -> asyncio.StreamWriter:
     """The provisioner shares our loopback and listens for this upload: the body goes by TCP."""
+    port, token = ready.get("port"), ready.get("token")
+    if not (isinstance(port, int) and 1024 <= port <= 65535 and isinstance(token, str)
+            and re.fullmatch(r"[0-9a-f]{32}", token)):
+        raise ServiceError(502, "the provisioner offered an upload port that is not one it would make")
     try:
-        _, writer = await asyncio.open_connection("127.0.0.1", int(ready["port"]))
+        _, writer = await asyncio.open_connection("127.0.0.1", port)
     except OSError as exc:
         raise ServiceError(503, f"the provisioner's upload port did not answer ({exc}); upload again") from None
-    writer.write(str(ready.get("token", "")).encode() + b"\n")
+    writer.write(token.encode() + b"\n")
     return writer
 
 
 async def _send_body(request: Request, ch: Channel, direct: asyncio.StreamWriter | None, length: int) -> None:
     """Forward the body as it arrives: by TCP on the loopback, or on the channel (both flow-controlled)."""
     sent = 0
+    body = request.stream().__aiter__()
     try:
-        async for data in request.stream():
+        while True:
+            try:
+                # A client that stops sending without closing (a laptop asleep) must not hold the job's
+                # slot and the half-written volume for ever.
+                async with asyncio.timeout(BODY_IDLE_S):
+                    data = await body.__anext__()
+            except StopAsyncIteration:
+                break
             if not data:
                 continue
             sent += len(data)
@@ -264,6 +286,9 @@ async def _send_body(request: Request, ch: Channel, direct: asyncio.StreamWriter
         raise _channel_error(exc, f"after {sent} of {length} bytes") from None
     except ServiceError:
         raise
+    except TimeoutError:
+        raise ServiceError(408, f"no data for {BODY_IDLE_S:.0f} s after {sent} of {length} bytes; nothing was kept: "
+                                "upload again") from None
     except OSError as exc:
         if ch.closed is None:
             await asyncio.sleep(0.5)  # the provisioner says why right after it drops the connection

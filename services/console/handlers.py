@@ -55,6 +55,8 @@ async def setup(ctx: ServiceContext) -> list[Endpoint]:
     store = TicketStore(await ctx.js.key_value(subjects.KV_CONSOLE))
     ssh = ssh_params(ctx.settings.libvirt_uri)
     tunnel = SshTunnel(ssh) if ssh else None  # VNC of an SSH host: through an SSH tunnel (tunnel.py)
+    if tunnel is not None:
+        ctx.spawn(_close_on_stop(tunnel), "ssh-tunnel")
     remote = tunnel is None and is_remote_uri(ctx.settings.libvirt_uri)
     sessions: set[asyncio.Task] = set()
 
@@ -129,3 +131,11 @@ async def setup(ctx: ServiceContext) -> list[Endpoint]:
         Endpoint("ticket", TicketRequest, ticket),
         Endpoint("attach", AttachRequest, attach),
     ]
+
+
+async def _close_on_stop(tunnel: SshTunnel) -> None:
+    """Lives as long as the service: its cancellation at stop closes the tunnel and removes its sockets."""
+    try:
+        await asyncio.Event().wait()
+    finally:
+        await tunnel.close()

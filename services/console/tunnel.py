@@ -13,6 +13,7 @@ import asyncio
 import contextlib
 import os
 import secrets
+import shutil
 import tempfile
 from pathlib import Path
 
@@ -34,6 +35,16 @@ class SshTunnel:
         self._conn = None
         self._lock = asyncio.Lock()
         self._tasks: set[asyncio.Task] = set()
+
+    async def close(self) -> None:
+        """On service stop: the SSH connection, the pipes and their sockets' directory."""
+        for task in list(self._tasks):
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        if self._conn is not None:
+            self._conn.close()
+            self._conn = None
+        shutil.rmtree(self.dir, ignore_errors=True)
 
     async def connection(self):
         import asyncssh

@@ -111,11 +111,19 @@ async def _rechunk(chunks: AsyncIterator[bytes], size: int = WRITE_CHUNK) -> Asy
         yield bytes(buf)
 
 
-def _create_volume_blocking(conn: libvirt.virConnect, pool_name: str, name: str, capacity: int) -> None:
-    """A raw volume to write into (dir pools re-detect the format of what was written on refresh)."""
+class VolumeTaken(Exception):
+    """Someone else made a volume of the job's name between the check at submit and the job's create."""
+
+
+def _create_volume_blocking(conn: libvirt.virConnect, pool_name: str, name: str, capacity: int,
+                            retry: bool = False) -> None:
+    """A raw volume to write into (dir pools re-detect the format of what was written on refresh). An
+    existing one is this job's own only on a retry; otherwise it is somebody else's and is not touched."""
     pool = lookup_pool(conn, pool_name)
     if volume_exists(pool, name):
-        return
+        if retry:
+            return
+        raise VolumeTaken(name)
     kind = TYPES.get(pool_type(pool))
     file_pool = kind is not None and kind.file_volumes
     vol = StorageVolume(name=name, capacity=max(capacity, 1), allocation=0 if file_pool else capacity)
@@ -124,6 +132,8 @@ def _create_volume_blocking(conn: libvirt.virConnect, pool_name: str, name: str,
     try:
         pool.createXML(vol.to_xml(), 0)
     except libvirt.libvirtError as exc:
+        if exc.get_error_code() == libvirt.VIR_ERR_STORAGE_VOL_EXIST and not retry:
+            raise VolumeTaken(name) from None
         raise libvirt_error(exc, f"create volume {pool_name}/{name}") from exc
 
 
@@ -142,9 +152,17 @@ async def _make_volume(run: JobRun, capacity: int) -> None:
     """Create the job's volume; marked as ours before libvirt is asked, so a crash right after still
     lets the rollback find it (validation made sure the name was free)."""
     p = run.params
+    retry = bool(run.data.get("volume_ours"))
     run.data["volume_ours"] = True
     await run.save()
-    await run.ctx.virt.call(_create_volume_blocking, run.ctx.virt.conn, p["pool"], p["name"], capacity)
+    try:
+        await run.ctx.virt.call(_create_volume_blocking, run.ctx.virt.conn, p["pool"], p["name"], capacity, retry)
+    except VolumeTaken:
+        # Two uploads of one name at once, or a volume made meanwhile: the rollback must not delete it.
+        run.data["volume_ours"] = False
+        await run.save()
+        raise ServiceError(409, f"name: a volume named {p['name']!r} was made in {p['pool']} while this job "
+                                "waited; it was left alone", "name") from None
 
 
 async def _undo_volume(run: JobRun) -> None:

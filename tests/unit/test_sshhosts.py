@@ -53,7 +53,9 @@ def test_good_name_and_the_local_one():
     ("qemu+ssh://root@h:99999/system", "not a valid URI"),
     ("qemu+ssh://root@bad_host!/system", "not a host name"),
     ("qemu+ssh://root@h /system", "give a libvirt URI"),
-    ("test:///nonexistent/file.xml", "does not exist"),
+    ("test:///nonexistent/file.xml", "is not a libvirt test driver file"),
+    ("test:///etc/shadow", "names an .xml file"),
+    ("qemu+ssh://root@[fe80::1%eth0]/system", "zone id"),
     ("test:///etc/../etc/passwd", "test driver"),
     ("test://host/x.xml", "test driver URI"),
 ])
@@ -72,6 +74,15 @@ def test_good_uris(tmp_path):
     assert parse_uri(f"test://{xml}") == f"test://{xml}"
 
 
+def test_a_test_driver_uri_never_tells_what_a_foreign_file_holds(tmp_path):
+    """Any XML file but a test driver's is refused with the same words, whatever it holds."""
+    for name, text in (("secret.xml", "root:$6$hash:19000::::::\n"), ("other.xml", "<domain/>")):
+        path = tmp_path / name
+        path.write_text(text)
+        reason = _refused(parse_uri, f"test://{path}", field="uri")
+        assert "is not a libvirt test driver file" in reason and "hash" not in reason and "domain" not in reason
+
+
 def test_keys():
     key = asyncssh.generate_private_key("ssh-ed25519")
     for fmt in ("openssh", "pkcs8-pem"):
@@ -83,6 +94,11 @@ def test_keys():
     assert "not a private key" in _refused(load_private_key, public, field="ssh_private_key")
     encrypted = key.export_private_key("openssh", passphrase="secret").decode()
     assert "is encrypted" in _refused(load_private_key, encrypted, field="ssh_private_key")
+    # a mangled RSA blob makes asyncssh raise OverflowError, not a key error: still a 422 at the field
+    mangled = "-----BEGIN OPENSSH PRIVATE KEY-----\nb3BlbnNzaC1rZXktdjEAAAAABG5vbmUAAAAEbm9uZQAAAAAAAAABAAAAFwAAAAdzc2gtcn\nNhAAAAA/kAAQ==\n-----END OPENSSH PRIVATE KEY-----\n"
+    assert "not a private key" in _refused(load_private_key, mangled, field="ssh_private_key")
+    assert _refused(host_key_lines, "h ssh-rsa AAAAB3NzaC1yc2EAAAAD+QABAAAAAQ==\n", SshTarget("root", "h", 22),
+                    field="known_hosts")
 
 
 def test_known_hosts_lines_are_canonical_for_the_port():
