@@ -21,6 +21,7 @@ from nats.js.errors import KeyNotFoundError
 
 from flint import bus, subjects
 from flint.contracts.hosts import HostRegistration
+from flint.kvlist import kv_items
 from flint.sshhosts import HostFiles, SshTarget, parse_uri
 
 log = structlog.get_logger()
@@ -35,18 +36,8 @@ def libvirt_uri_of(reg: HostRegistration, data_dir: Path) -> str:
 
 
 async def _keys(kv, pattern: str) -> list[str]:
-    """Keys matching a subject pattern (`host.>`; nats-py's keys(filters=) matches substrings only)."""
-    watcher = await kv.watch(pattern, ignore_deletes=True, meta_only=True)
-    keys: list[str] = []
-    try:
-        async for entry in watcher:
-            if entry is None:
-                break
-            if entry.operation is None:
-                keys.append(entry.key)
-    finally:
-        await watcher.stop()
-    return keys
+    """Keys matching a subject pattern (`host.>`): flint/kvlist.py says why not nats-py's keys()."""
+    return [item.key for item in await kv_items(kv._js, kv._name, pattern, with_values=False)]
 
 
 async def forget_host(nc: NATS, host: str) -> int:

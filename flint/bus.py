@@ -71,11 +71,10 @@ ORDERED_HEARTBEAT_S = 1.0  # idle heartbeat of ordered consumers: two missed and
 
 def _idempotent(api_subject: str) -> bool:
     """JetStream API calls that may be sent again when the first got no answer (it may have landed)."""
-    if any(f".{verb}." in api_subject for verb in ("DELETE", "PURGE", "SNAPSHOT", "RESTORE")):
-        return False
-    # $JS.API.CONSUMER.CREATE.<stream> without a consumer name (ordered subscriptions): a second try that
-    # also lands makes a second ephemeral consumer pushing to the same subject.
-    return not (api_subject.startswith("$JS.API.CONSUMER.CREATE.") and api_subject.count(".") == 4)
+    # A nameless consumer create (ordered subscriptions) resent after silence may leave a second
+    # ephemeral consumer behind if the first landed: churn the ordered subscription recovers from by a
+    # sequence reset, while not resending it failed whole event feeds after a failover.
+    return not any(f".{verb}." in api_subject for verb in ("DELETE", "PURGE", "SNAPSHOT", "RESTORE"))
 
 
 class _FailoverApi:
@@ -119,7 +118,10 @@ class _FailoverJetStream(_FailoverApi, JetStreamContext):
         missed heartbeats and recreates it from where it was: with nats-py's 5 s that is 10-15 s of
         silence, with ORDERED_HEARTBEAT_S about 2 s (then the retried consumer create waits for a leader)."""
         config = kwargs.get("config")
-        if kwargs.get("ordered_consumer") and not kwargs.get("idle_heartbeat") and not (config and config.idle_heartbeat):
+        # Not for KV keys() (headers only): a short-lived listing must not be reset under it when a busy
+        # machine delays two heartbeats; a reset mid-listing gave empty key lists (a ruleset in use deleted).
+        if (kwargs.get("ordered_consumer") and not kwargs.get("idle_heartbeat") and not kwargs.get("headers_only")
+                and not (config and config.idle_heartbeat)):
             kwargs["idle_heartbeat"] = ORDERED_HEARTBEAT_S
         return await JetStreamContext.subscribe(self, subject, *args, **kwargs)
 

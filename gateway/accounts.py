@@ -15,6 +15,7 @@ from nats.js.errors import KeyNotFoundError
 from nats.js.kv import KeyValue
 
 from flint.contracts.common import ServiceError
+from flint.kvlist import kv_items
 
 ROLES = ("viewer", "operator", "admin")
 ROLE_RANK = {role: rank for rank, role in enumerate(ROLES)}
@@ -94,10 +95,7 @@ class Accounts:
         return self._user_dec.decode(entry.value) if entry.value else None
 
     async def list_users(self) -> list[User]:
-        try:
-            keys = await self.auth.keys()
-        except Exception:  # noqa: BLE001 - nats-py raises NoKeysError on an empty bucket
-            return []
+        keys = [item.key for item in await kv_items(self.auth._js, self.auth._name, with_values=False)]
         users = [await self.get_user(k.removeprefix("user.")) for k in keys if k.startswith("user.")]
         return [u for u in users if u is not None]
 
@@ -272,10 +270,7 @@ class Accounts:
         return token
 
     async def list_tokens(self) -> list[Token]:
-        try:
-            keys = await self.auth.keys()
-        except Exception:  # noqa: BLE001 - empty bucket
-            return []
+        keys = [item.key for item in await kv_items(self.auth._js, self.auth._name, with_values=False)]
         tokens = []
         for key in keys:
             if key.startswith("token."):

@@ -10,12 +10,13 @@ from __future__ import annotations
 import time
 
 import msgspec
-from nats.js.errors import KeyNotFoundError, KeyWrongLastSequenceError, NoKeysError
+from nats.js.errors import KeyNotFoundError, KeyWrongLastSequenceError
 from nats.js.kv import KeyValue
 
 from flint import bus, subjects
 from flint.contracts.common import ServiceError
 from flint.contracts.firewall import Rule, RulesetDoc, Usage
+from flint.kvlist import KvItem, kv_items
 
 _dec_ruleset = msgspec.json.Decoder(RulesetDoc)
 _dec_usage = msgspec.json.Decoder(Usage)
@@ -38,26 +39,9 @@ def decode_ruleset(data: bytes) -> RulesetDoc:
     return _dec_ruleset.decode(data)
 
 
-async def entries(kv: KeyValue, prefix: str, timeout: float = 10.0) -> list:
-    """The current entries under ``prefix`` (values and revisions), read through a short-lived watch."""
-    try:
-        watcher = await kv.watch(f"{prefix}>", ignore_deletes=True)
-    except NoKeysError:
-        return []
-    found = []
-    try:
-        while True:
-            entry = await watcher.updates(timeout=timeout)
-            if entry is None:
-                break
-            found.append(entry)
-            if entry.delta == 0:
-                break
-    except TimeoutError:
-        pass
-    finally:
-        await watcher.stop()
-    return found
+async def entries(kv: KeyValue, prefix: str, timeout: float = 10.0) -> list[KvItem]:
+    """The current entries under ``prefix`` (values and revisions): flint/kvlist.py says why not a watch."""
+    return await kv_items(kv._js, kv._name, f"{prefix}>", timeout=timeout)
 
 
 class RulesetStore:

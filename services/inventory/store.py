@@ -228,8 +228,9 @@ class KvBucket:
         )
         try:
             info = await sub.consumer_info()
-            # Delivered before this answer were counted on arrival; the rest were still pending.
-            state["expected"] = info.num_pending + sub.delivered
+            # The server's count of what it sent (handled here or not yet) plus what is still pending:
+            # counting what this client handled instead ends early on a busy client (flint/kvlist.py).
+            state["expected"] = info.num_pending + info.delivered.consumer_seq
             if state["seen"] >= state["expected"]:
                 done.set()
             await asyncio.wait_for(done.wait(), timeout)

@@ -24,7 +24,7 @@ def test_flint_nats_url_may_list_the_servers_of_a_cluster(url, servers):
     ("subject", "resend"),
     [
         ("$JS.API.STREAM.INFO.FLINT_EVENTS", True),
-        ("$JS.API.CONSUMER.CREATE.FLINT_EVENTS", False),  # nameless: a second one would also push
+        ("$JS.API.CONSUMER.CREATE.FLINT_EVENTS", True),
         ("$JS.API.STREAM.MSG.GET.KV_flint-jobs", True),
         ("$JS.API.STREAM.DELETE.FLINT_EVENTS", False),
         ("$JS.API.STREAM.PURGE.KV_flint-console", False),
