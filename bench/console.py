@@ -47,8 +47,7 @@ import websockets
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from bench.common import Figure, comm, descendants  # noqa: E402
-from bench.footprint import PASSWORD, free_port  # noqa: E402
-from bench.inventory import start_stack, stop_stack  # noqa: E402
+from bench.stack import PASSWORD, free_port, start_stack, stop_stack  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 URI = "qemu:///system"

@@ -9,7 +9,6 @@ from __future__ import annotations
 import os
 import re
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -20,15 +19,7 @@ import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from bench.common import Figure, comm, descendants, memory_of  # noqa: E402
-
-REPO = Path(__file__).resolve().parents[1]
-PASSWORD = "bench-admin-password"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+from bench.stack import PASSWORD, REPO, free_port  # noqa: E402
 
 
 def start_stack(data: Path) -> tuple[subprocess.Popen, str, float, Path]:

@@ -26,7 +26,6 @@ import asyncio
 import math
 import os
 import signal
-import subprocess
 import sys
 import tempfile
 import threading
@@ -43,9 +42,8 @@ from websockets.sync.client import connect as ws_connect
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from bench.common import Figure  # noqa: E402
-from bench.footprint import PASSWORD, free_port  # noqa: E402
+from bench.stack import PASSWORD, start_stack, stop_stack  # noqa: E402
 
-REPO = Path(__file__).resolve().parents[1]
 URI = "qemu:///system"
 PREFIX = "bench-inv-"
 N_DOMAINS = 1000
@@ -320,48 +318,6 @@ def listed(api: httpx.Client) -> int:
     r = api.get("/api/v1/vms", params={"limit": 5000, "q": PREFIX})
     r.raise_for_status()
     return sum(1 for v in r.json()["items"] if v["name"].startswith(PREFIX))
-
-
-def start_stack(data: Path) -> tuple[subprocess.Popen, str, str, float]:
-    """`flint up` on free loopback ports with a temporary data dir, as bench/footprint.py does."""
-    port, nats_port = free_port(), free_port()
-    env = {k: v for k, v in os.environ.items() if not k.startswith("FLINT_")}
-    env.update(FLINT_DATA_DIR=str(data), FLINT_BIND=f"127.0.0.1:{port}", FLINT_NATS_PORT=str(nats_port),
-               FLINT_ADMIN_PASSWORD=PASSWORD, FLINT_LOG_FORMAT="json")
-    log = data / "up.log"
-    t0 = time.monotonic()
-    proc = subprocess.Popen([sys.executable, "-m", "flint.cli.main", "up"], env=env, cwd=REPO,
-                            stdout=log.open("wb"), stderr=subprocess.STDOUT, start_new_session=True)
-    base = f"http://127.0.0.1:{port}"
-    client = httpx.Client(base_url=base, timeout=5)
-    deadline = t0 + 120
-    try:
-        while time.monotonic() < deadline:
-            if proc.poll() is not None:
-                raise SystemExit(f"flint up exited:\n{log.read_text()[-3000:]}")
-            try:
-                if client.get("/api/v1/health").status_code == 200 and client.post(
-                    "/api/v1/auth/login", json={"username": "admin", "password": PASSWORD}
-                ).status_code == 200 and client.get("/api/v1/health/details").json().get("status") == "ok":
-                    return proc, base, f"nats://127.0.0.1:{nats_port}", time.monotonic() - t0
-            except (httpx.HTTPError, ValueError):
-                pass
-            time.sleep(0.1)
-        raise SystemExit(f"flint up not healthy within 120 s:\n{log.read_text()[-3000:]}")
-    except BaseException:
-        stop_stack(proc)
-        raise
-
-
-def stop_stack(proc: subprocess.Popen) -> None:
-    try:
-        os.killpg(proc.pid, signal.SIGTERM)
-        proc.wait(30)
-    except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait(10)
-    except ProcessLookupError:
-        pass
 
 
 # ---- the figures -----------------------------------------------------------------------------------------

@@ -42,8 +42,7 @@ import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from bench.common import Figure  # noqa: E402
-from bench.footprint import PASSWORD  # noqa: E402
-from bench.inventory import start_stack, stop_stack  # noqa: E402
+from bench.stack import stack_or_env  # noqa: E402
 
 URI = "qemu:///system"
 PREFIX = "bench-prov-"
@@ -142,16 +141,8 @@ def main() -> None:
     figures: list[Figure] = []
     with contextlib.ExitStack() as cleanup:
         cleanup.callback(shutil.rmtree, work, True)
-        if os.environ.get("FLINT_URL") and os.environ.get("FLINT_TOKEN"):
-            base, token = os.environ["FLINT_URL"].rstrip("/"), os.environ["FLINT_TOKEN"]
-        else:
-            (work / "data").mkdir()
-            proc, base, _, up_s = start_stack(work / "data")
-            cleanup.callback(stop_stack, proc)
-            login = httpx.Client(base_url=base, timeout=30)
-            login.post("/api/v1/auth/login", json={"username": "admin", "password": PASSWORD}).raise_for_status()
-            login.headers["X-CSRF-Token"] = login.cookies["flint_csrf"]
-            token = login.post("/api/v1/auth/tokens", json={"name": "bench-provision", "role": "admin"}).json()["token"]
+        base, token, up_s = stack_or_env(cleanup, work / "data", "bench-provision")
+        if up_s is not None:
             say(f"flint up healthy in {up_s:.1f} s at {base}")
         api = httpx.Client(base_url=f"{base}/api/v1", headers={"Authorization": f"Bearer {token}"}, timeout=120)
 

@@ -48,7 +48,7 @@ from lxml import etree
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from bench.common import Figure, memory_of  # noqa: E402
-from bench.footprint import PASSWORD, free_port  # noqa: E402
+from bench.stack import PASSWORD, free_port  # noqa: E402
 from flint import bus, subjects  # noqa: E402
 from flint.contracts.common import Empty, ServiceError  # noqa: E402
 from flint.contracts.health import HealthReply  # noqa: E402

@@ -30,8 +30,7 @@ import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from bench.common import Figure  # noqa: E402
-from bench.footprint import PASSWORD  # noqa: E402
-from bench.inventory import start_stack, stop_stack  # noqa: E402
+from bench.stack import stack_or_env  # noqa: E402
 from tests.e2e.storage_support import http_server  # noqa: E402
 
 SIZE = int(os.environ.get("FLINT_BENCH_STORAGE_MIB", "256")) * 2**20
@@ -66,19 +65,9 @@ def file_chunks(path: Path):
 def main() -> None:
     work = Path(tempfile.mkdtemp(prefix="flint-bench-storage-", dir="/var/tmp"))
     pool = f"bench-stg-{secrets.token_hex(3)}"
-    proc = None
     with contextlib.ExitStack() as cleanup:
         cleanup.callback(shutil.rmtree, work, True)
-        if os.environ.get("FLINT_URL") and os.environ.get("FLINT_TOKEN"):
-            base, token = os.environ["FLINT_URL"].rstrip("/"), os.environ["FLINT_TOKEN"]
-        else:
-            (work / "data").mkdir()
-            proc, base, _, _ = start_stack(work / "data")
-            cleanup.callback(stop_stack, proc)
-            login = httpx.Client(base_url=base, timeout=30)
-            login.post("/api/v1/auth/login", json={"username": "admin", "password": PASSWORD}).raise_for_status()
-            login.headers["X-CSRF-Token"] = login.cookies["flint_csrf"]
-            token = login.post("/api/v1/auth/tokens", json={"name": "bench-storage", "role": "admin"}).json()["token"]
+        base, token, _ = stack_or_env(cleanup, work / "data", "bench-storage")
         api = httpx.Client(base_url=f"{base}/api/v1", headers={"Authorization": f"Bearer {token}"}, timeout=600)
         www = work / "www"
         www.mkdir()
