@@ -108,8 +108,13 @@ def start_sshd(tmp: Path) -> Sshd:
         "StrictModes no",  # the temp dir's owners and modes are the test's
         "AllowTcpForwarding yes",
         "AllowStreamLocalForwarding yes",
+        # root's own shell start-up files stay out: on this machine root's .bashrc runs `pyenv rehash`,
+        # which takes a lock; a login killed mid-rehash (services stopped by a test) left the lock
+        # behind and every later login waited 60 s for it.
+        f"SetEnv HOME={tmp / 'home'}",
         "",
     ]))
+    (tmp / "home").mkdir(exist_ok=True)
     Path("/run/sshd").mkdir(mode=0o755, exist_ok=True)  # privilege separation directory
     log = (tmp / "sshd.log").open("w")
     proc = subprocess.Popen([SSHD, "-f", str(config), "-D", "-e"], stdout=log, stderr=subprocess.STDOUT)
