@@ -139,6 +139,19 @@ class InventoryView:
         else:
             self.heartbeats.pop(key, None)
 
+    def forget_host(self, host: str) -> None:
+        """Drop what this view holds of a removed host at once, as its KV keys were purged: the answer
+        after DELETE /hosts/{host} must not wait for the watch (seen lagging on a loaded machine)."""
+        self.heartbeats.pop(host, None)
+        self.hosts.pop(host, None)
+        self.registrations.pop(host, None)
+        for key in [k for k in self.pools if k[0] == host]:
+            del self.pools[key]
+        for key in [k for k in self.networks if k[0] == host]:
+            del self.networks[key]
+        for ident in [i for i, docs in self._vm_docs.items() if host in docs]:
+            self._apply_inventory(f"{host}.vm.{ident}", None)
+
     # reads
     def host_names(self) -> list[str]:
         return sorted(set(self.hosts) | set(self.heartbeats) | set(self.registrations))

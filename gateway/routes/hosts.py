@@ -126,6 +126,7 @@ class HostsController(Controller):
             await forget_host(g.nc, host)
         # The key must not outlive the host, supervisor or not (removing twice is harmless).
         HostFiles(g.settings.data_dir, host).remove()
+        g.view.forget_host(host)
         log.info("agentless host removed", host=host)
 
 

@@ -55,3 +55,13 @@ def test_a_vm_on_one_host_comes_and_goes():
     assert [v.id for v in view.vms_of()] == [UUID]
     _delete(view, "local")
     assert view.vms_of() == [] and UUID not in view.vm_json
+
+
+def test_forgetting_a_host_keeps_the_vm_another_host_reports():
+    view = InventoryView()
+    _put(view, "ssh1")
+    _put(view, "local", state="shutoff")
+    view.forget_host("ssh1")
+    assert view.vms[UUID].host == "local"
+    view.forget_host("local")
+    assert UUID not in view.vms and view.host("local") is None
