@@ -24,8 +24,10 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def start_stack(data: Path) -> tuple[subprocess.Popen, str, str, float]:
-    """`flint up` on free loopback ports with a temporary data dir, as bench/footprint.py does."""
+def start_stack(data: Path, poll_s: float = 0.1) -> tuple[subprocess.Popen, str, str, float]:
+    """`flint up` on free loopback ports with a temporary data dir; returns when the admin can log in and
+    every part is healthy, with the seconds that took (`poll_s`: how often to ask, which bounds that
+    figure's precision)."""
     port, nats_port = free_port(), free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("FLINT_")}
     env.update(FLINT_DATA_DIR=str(data), FLINT_BIND=f"127.0.0.1:{port}", FLINT_NATS_PORT=str(nats_port),
@@ -48,7 +50,7 @@ def start_stack(data: Path) -> tuple[subprocess.Popen, str, str, float]:
                     return proc, base, f"nats://127.0.0.1:{nats_port}", time.monotonic() - t0
             except (httpx.HTTPError, ValueError):
                 pass
-            time.sleep(0.1)
+            time.sleep(poll_s)
         raise SystemExit(f"flint up not healthy within 120 s:\n{log.read_text()[-3000:]}")
     except BaseException:
         stop_stack(proc)
